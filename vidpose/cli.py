@@ -1,0 +1,165 @@
+"""`vidpose <command>`: the command-line interface.
+
+Each command parses its arguments here and calls one library function; no logic
+lives only in the CLI. Heavy modules are imported inside the command so that
+`vidpose --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from vidpose import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CommandError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "config", nargs=None if required else "?", help="experiment YAML file (see configs/)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.lr=1e-3 (repeatable)",
+    )
+
+
+def _not_built(command: str, issue: int) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        print(
+            f"vidpose {command}: not built yet (tracked in issue #{issue}); "
+            "nothing was done.",
+            file=sys.stderr,
+        )
+        return 3
+
+    return handler
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _add_config_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "config", help="print the resolved config (base file and --set overrides applied)"
+    )
+    _add_config_arguments(parser, required=False)
+
+    def handler(args: argparse.Namespace) -> int:
+        from vidpose.config import dump_config, load_config
+
+        print(dump_config(load_config(args.config, args.overrides)), end="")
+        return 0
+
+    parser.set_defaults(handler=handler)
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model on PoseTrack, COCO or synthetic data")
+    _add_config_arguments(parser)
+    parser.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
+    parser.add_argument("--resume", action="store_true", help="continue from work-dir/latest")
+    parser.set_defaults(handler=_not_built("train", 5))
+
+
+def _add_test(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("test", help="predict on the validation split and evaluate")
+    _add_config_arguments(parser)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--boxes", default="gt", help="'gt' or a detections JSON file")
+    parser.add_argument("--out", help="folder for the prediction files")
+    parser.set_defaults(handler=_not_built("test", 5))
+
+
+def _add_eval(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("eval", help="PoseTrack mAP / MOTA / HOTA of prediction files")
+    parser.add_argument("gt_dir")
+    parser.add_argument("pred_dir")
+    parser.set_defaults(handler=_not_built("eval", 6))
+
+
+def _add_extract(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("extract", help="keypoints with track ids from video files")
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER")
+    parser.add_argument("--checkpoint", required=True)
+    parser.set_defaults(handler=_not_built("extract", 7))
+
+
+def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "visualize", help="render the iterative keypoint-region search of the sampler"
+    )
+    parser.add_argument("--checkpoint", required=True)
+    parser.set_defaults(handler=_not_built("visualize", 8))
+
+
+def _add_synth(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "synth", help="generate a synthetic PoseTrack21-format dataset with exact ground truth"
+    )
+    parser.add_argument("out_dir")
+    parser.set_defaults(handler=_not_built("synth", 3))
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="synthetic data -> tiny model trained on CPU -> evaluation -> extraction"
+    )
+    parser.add_argument("--out", default="outputs/demo")
+    parser.set_defaults(handler=_not_built("demo", 9))
+
+
+COMMANDS = (
+    _add_train,
+    _add_test,
+    _add_eval,
+    _add_extract,
+    _add_visualize,
+    _add_synth,
+    _add_demo,
+    _add_config_command,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidpose",
+        description="Video human pose estimation with a spatio-temporal diffusion core.",
+    )
+    parser.add_argument("--version", action="version", version=f"vidpose {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_command in COMMANDS:
+        add_command(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from vidpose.config import ConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except (CommandError, ConfigError) as error:
+        print(f"vidpose {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vidpose {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
