@@ -37,8 +37,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = True
 def _not_built(command: str, issue: int) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         print(
-            f"vidpose {command}: not built yet (tracked in issue #{issue}); "
-            "nothing was done.",
+            f"vidpose {command}: not built yet (tracked in issue #{issue}); nothing was done.",
             file=sys.stderr,
         )
         return 3
@@ -65,7 +64,9 @@ def _add_config_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model on PoseTrack, COCO or synthetic data")
+    parser = subparsers.add_parser(
+        "train", help="train a model on PoseTrack, COCO or synthetic data"
+    )
     _add_config_arguments(parser)
     parser.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
     parser.add_argument("--resume", action="store_true", help="continue from work-dir/latest")

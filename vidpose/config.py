@@ -196,7 +196,8 @@ def from_dict(schema: type, values: dict[str, Any], source: str, prefix: str = "
     """Build dataclass ``schema`` from a nested dict, strictly."""
     if not isinstance(values, dict):
         raise ConfigError(
-            f"{source}: {prefix or 'top level'}: expected a mapping, got {_describe(values)}"
+            f"{source}: {prefix.rstrip('.') or 'top level'}: expected a mapping, "
+            f"got {_describe(values)}"
         )
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = get_type_hints(schema)
@@ -205,10 +206,9 @@ def from_dict(schema: type, values: dict[str, Any], source: str, prefix: str = "
         dotted = f"{prefix}{key}"
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean {prefix}{close[0]!r}?)" if close else ""
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(
-                f"{source}: unknown key {dotted!r}{hint}; "
-                f"valid keys here: {', '.join(fields)}"
+                f"{source}: unknown key {dotted!r}{hint}; valid keys here: {', '.join(fields)}"
             )
         kwargs[key] = _convert(value, hints[key], source, dotted)
     try:
@@ -391,7 +391,7 @@ def _convert(value: Any, annotation: Any, source: str, key: str) -> Any:
             item_types = list(args)
         return tuple(
             _convert(item, item_type, source, f"{key}[{index}]")
-            for index, (item, item_type) in enumerate(zip(value, item_types))
+            for index, (item, item_type) in enumerate(zip(value, item_types, strict=True))
         )
     if annotation is bool:
         if isinstance(value, bool):

@@ -47,9 +47,7 @@ def _forget_partial_imports() -> None:
     # A failed import leaves half-initialised modules behind; drop them so the
     # second attempt starts clean.
     for name in list(sys.modules):
-        if name == "torchvision" or name.startswith("torchvision.") or name == "timm" or (
-            name.startswith("timm.")
-        ):
+        if name.split(".")[0] in ("torchvision", "timm"):
             del sys.modules[name]
 
 
