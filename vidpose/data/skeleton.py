@@ -123,7 +123,6 @@ _COCO_LIMBS = ((0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), *_BODY_LIMBS)
 # COCO joints (nose for the head points, ears for the unused slots).
 POSETRACK = Skeleton(
     name="posetrack",
-    # fmt: off
     joint_names=(
         "nose",
         "head_bottom",
@@ -143,7 +142,6 @@ POSETRACK = Skeleton(
         "left_ankle",
         "right_ankle",
     ),
-    # fmt: on
     flip_pairs=((3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
     limbs=_POSETRACK_LIMBS,
     sigmas=(0.026, 0.079, 0.025, *_COCO_SIGMAS[3:]),
@@ -155,7 +153,6 @@ POSETRACK = Skeleton(
 
 COCO = Skeleton(
     name="coco",
-    # fmt: off
     joint_names=(
         "nose",
         "left_eye",
@@ -175,7 +172,6 @@ COCO = Skeleton(
         "left_ankle",
         "right_ankle",
     ),
-    # fmt: on
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
     limbs=_COCO_LIMBS,
     sigmas=_COCO_SIGMAS,
