@@ -69,8 +69,38 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_config_arguments(parser)
     parser.add_argument("--work-dir", help="output folder (default: work_dirs/<config name>)")
-    parser.add_argument("--resume", action="store_true", help="continue from work-dir/latest")
-    parser.set_defaults(handler=_not_built("train", 5))
+    parser.add_argument(
+        "--resume", action="store_true", help="continue exactly from WORK_DIR/latest.safetensors"
+    )
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+    def handler(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        from vidpose.config import load_config
+        from vidpose.engine.distributed import context_from_environment, shutdown
+        from vidpose.engine.trainer import TrainingDiverged, train
+
+        config = load_config(args.config, args.overrides)
+        work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
+        context = context_from_environment(args.device)
+        try:
+            result = train(config, work_dir, resume=args.resume, context=context)
+        except (TrainingDiverged, FileNotFoundError) as error:
+            raise CommandError(str(error)) from None
+        finally:
+            shutdown(context)
+        if context.is_main:
+            best = (
+                f", best validation metric {result.best_metric:.2f}" if result.best_metric else ""
+            )
+            print(
+                f"trained {result.steps} steps, final loss {result.final_loss:.4g}{best}; "
+                f"checkpoint: {result.checkpoint}"
+            )
+        return 0
+
+    parser.set_defaults(handler=handler)
 
 
 def _add_test(subparsers: argparse._SubParsersAction) -> None:
