@@ -108,6 +108,9 @@ class DiffusionConfig:
     hypotheses: int = 4  # random initialisations averaged at inference
     eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
     init: Literal["noise", "coarse"] = "noise"  # where sampling starts
+    # init "coarse": start at t = round(coarse_start * (timesteps - 1)) from the coarse
+    # heatmap noised by q_sample (near 1 the start is almost pure noise)
+    coarse_start: float = 0.5
 
 
 @dataclass
@@ -118,6 +121,7 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     temporal: Literal["linear"] = "linear"
     decoder_dim: int = 128  # channels of the feature pyramid and the denoiser
+    decoder_heads: int = 4  # attention heads of the denoiser's coarsest interaction
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
 
 
