@@ -1,0 +1,118 @@
+"""COCO keypoint AP/AR through pycocotools, with OKS sigmas from the skeleton.
+
+pycocotools' COCOeval defaults to the 17 COCO sigmas. For another skeleton (the
+PoseTrack layout of the synthetic COCO export: head_bottom and head_top in the eye
+slots) its ``params.kpt_oks_sigmas`` is set to that skeleton's sigmas, so the OKS of
+each slot uses the falloff of the joint it really holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidpose.data.skeleton import SKELETONS, Skeleton
+from vidpose.evaluation.posetrack_json import EvaluationInputError
+
+COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+def evaluate_coco_keypoints(
+    ground_truth: str | Path | Mapping[str, Any],
+    results: str | Path | Sequence[Mapping[str, Any]],
+    *,
+    skeleton: Skeleton | None = None,
+) -> dict[str, float]:
+    """COCO keypoint AP and AR (percent) of a results list against a COCO file.
+
+    Args:
+        ground_truth: COCO keypoint annotations (path or decoded dict). Missing
+            ``iscrowd`` (0), ``area`` (bbox w x h) and ``num_keypoints`` (joints with
+            v > 0) are filled in, since COCOeval needs them.
+        results: COCO results (path or list of dicts with image_id, category_id,
+            keypoints [3K], score).
+        skeleton: whose OKS sigmas to use; default: the skeleton whose joint names equal
+            ``categories[0].keypoints``.
+
+    Returns:
+        AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl, each x 100.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    where = str(ground_truth) if isinstance(ground_truth, str | Path) else "ground truth"
+    dataset = _load(ground_truth, "ground truth")
+    detections = list(_load(results, "results"))
+    if not isinstance(dataset, Mapping) or "annotations" not in dataset:
+        raise EvaluationInputError(f"{where}: not a COCO annotation file")
+    skeleton = skeleton or _skeleton_of(dataset, where)
+    dataset = _with_required_fields(dataset, where)
+    if not detections:
+        return dict.fromkeys(COCO_STAT_NAMES, 0.0)
+    image_ids = {image["id"] for image in dataset["images"]}
+    unknown = {result["image_id"] for result in detections} - image_ids
+    if unknown:
+        raise EvaluationInputError(
+            f"results refer to image ids absent from {where}: {sorted(unknown)[:5]}"
+        )
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco_gt = COCO()
+        coco_gt.dataset = dataset
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(detections)
+        evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")
+        evaluator.params.kpt_oks_sigmas = np.asarray(skeleton.sigmas, dtype=np.float64)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {
+        name: float(value) * 100
+        for name, value in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)
+    }
+
+
+def _load(source: Any, what: str) -> Any:
+    if isinstance(source, str | Path):
+        try:
+            with open(source, encoding="utf-8") as handle:
+                return json.load(handle)
+        except (OSError, json.JSONDecodeError) as error:
+            raise EvaluationInputError(f"{source}: cannot read COCO {what} ({error})") from None
+    return source
+
+
+def _skeleton_of(dataset: Mapping[str, Any], where: str) -> Skeleton:
+    categories = dataset.get("categories") or []
+    names = tuple(categories[0].get("keypoints", ())) if categories else ()
+    for skeleton in SKELETONS.values():
+        if skeleton.joint_names == names:
+            return skeleton
+    raise EvaluationInputError(
+        f"{where}: categories[0].keypoints {list(names)} match no known skeleton "
+        f"({', '.join(SKELETONS)}); pass skeleton="
+    )
+
+
+def _with_required_fields(dataset: Mapping[str, Any], where: str) -> dict[str, Any]:
+    annotations = []
+    for index, annotation in enumerate(dataset["annotations"]):
+        annotation = dict(annotation)
+        annotation.setdefault("iscrowd", 0)
+        if "area" not in annotation:
+            if "bbox" not in annotation:
+                raise EvaluationInputError(
+                    f"{where}: annotations[{index}] has neither 'area' nor 'bbox' (OKS needs "
+                    "the person's area)"
+                )
+            annotation["area"] = float(annotation["bbox"][2] * annotation["bbox"][3])
+        if "num_keypoints" not in annotation:
+            annotation["num_keypoints"] = int(np.count_nonzero(annotation["keypoints"][2::3]))
+        annotations.append(annotation)
+    return {**dataset, "annotations": annotations}
