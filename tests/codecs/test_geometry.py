@@ -66,10 +66,14 @@ def test_inverse_and_composition_round_trip() -> None:
 def test_back_projection_batched_torch() -> None:
     rng = np.random.default_rng(2)
     matrices = [
-        crop_affine(rng.uniform(50, 150, 2), rng.uniform(40, 90, 2), output_size=(48, 64),
-                    rotation=float(rng.uniform(-40, 40)))
+        crop_affine(
+            rng.uniform(50, 150, 2),
+            rng.uniform(40, 90, 2),
+            output_size=(48, 64),
+            rotation=float(rng.uniform(-40, 40)),
+        )
         for _ in range(3)
-    ]  # fmt: skip
+    ]
     image_points = rng.uniform(0, 200, size=(3, 5, 2))
     crop_points = np.stack(
         [apply_affine(p, m) for p, m in zip(image_points, matrices, strict=True)]

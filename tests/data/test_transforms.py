@@ -16,6 +16,7 @@ from vidpose.data.transforms import (
     half_body_box,
     jitter_colors,
     normalize_frames,
+    prepare_frames,
     sample_clip_transform,
     transform_clip,
     upper_body_joints,
@@ -62,14 +63,20 @@ def test_dot_lands_where_the_warped_keypoint_says(rotation: float, flip: bool, z
     dot = (70.3, 52.6)
     image = dot_image(dot)
     crop = ClipTransform(
-        center=np.array([75.0, 60.0]), scale=np.array([60.0, 80.0]) * zoom, rotation=rotation,
+        center=np.array([75.0, 60.0]),
+        scale=np.array([60.0, 80.0]) * zoom,
+        rotation=rotation,
         flip=flip,
-    )  # fmt: skip
+    )
     # The dot is the only joint; a one-joint "skeleton" flips onto itself.
     crops, keypoints, visible, affine = transform_clip(
-        [image, Image.fromarray(image)], np.array([dot]), np.array([True]), crop,
-        output_size=OUTPUT, flip_permutation=[0],
-    )  # fmt: skip
+        [image, Image.fromarray(image)],
+        np.array([dot]),
+        np.array([True]),
+        crop,
+        output_size=OUTPUT,
+        flip_permutation=[0],
+    )
     assert crops.shape == (2, OUTPUT[1], OUTPUT[0], 3) and crops.dtype == np.uint8
     assert visible.tolist() == [True]
     # The rendered disc is symmetric, its centroid is the dot up to pixel sampling; a
@@ -93,15 +100,23 @@ def test_every_frame_gets_the_same_warp() -> None:
     keypoints = rng.uniform(30, 100, size=(17, 2))
     keypoints[0] = dot
     crop, _ = sample_clip_transform(
-        rng, box=[60, 20, 50, 70], keypoints=keypoints, visible=np.ones(17, bool),
+        rng,
+        box=[60, 20, 50, 70],
+        keypoints=keypoints,
+        visible=np.ones(17, bool),
         augmentation=Augmentation(rotation_prob=1.0, flip_prob=0.0),
-        upper_body=upper_body_joints(POSETRACK), aspect_ratio=0.75,
-    )  # fmt: skip
+        upper_body=upper_body_joints(POSETRACK),
+        aspect_ratio=0.75,
+    )
     assert crop.rotation != 0.0
     crops, warped, _, _ = transform_clip(
-        frames, keypoints, np.ones(17, bool), crop, output_size=OUTPUT,
+        frames,
+        keypoints,
+        np.ones(17, bool),
+        crop,
+        output_size=OUTPUT,
         flip_permutation=POSETRACK.flip_permutation,
-    )  # fmt: skip
+    )
     assert crops[:, :, :, 0].any(axis=(1, 2)).all()  # the dot is inside every crop
     assert not np.array_equal(crops[0], crops[1])
     for frame in crops:
@@ -118,9 +133,13 @@ def test_flip_swaps_left_and_right_joints() -> None:
     visible[9] = True  # left wrist only: its visibility moves to slot 10
     crop = ClipTransform(center=np.array([50.0, 40.0]), scale=np.array([60.0, 80.0]), flip=True)
     _, warped, flipped_visible, _ = transform_clip(
-        [np.zeros((80, 100, 3), np.uint8)], keypoints, visible, crop, output_size=OUTPUT,
+        [np.zeros((80, 100, 3), np.uint8)],
+        keypoints,
+        visible,
+        crop,
+        output_size=OUTPUT,
         flip_permutation=POSETRACK.flip_permutation,
-    )  # fmt: skip
+    )
     assert warped[5, 0] < warped[6, 0]  # the new left shoulder is again on the left
     assert flipped_visible[10] and not flipped_visible[9]
 
@@ -136,16 +155,21 @@ def test_half_body_box_covers_the_chosen_half() -> None:
     np.testing.assert_allclose(box[:2], lower.min(0))
     np.testing.assert_allclose(box[:2] + box[2:], lower.max(0))
     # Too few joints: no half-body crop.
-    assert half_body_box(keypoints, visible & (np.arange(17) < 5), upper_body=upper,
-                         prefer_upper=True) is None  # fmt: skip
+    assert (
+        half_body_box(keypoints, visible & (np.arange(17) < 5), upper_body=upper, prefer_upper=True)
+        is None
+    )
 
 
 def test_sampling_is_a_function_of_the_generator() -> None:
     kwargs = dict(
-        box=[10, 10, 40, 90], keypoints=np.random.default_rng(2).uniform(10, 90, (17, 2)),
-        visible=np.ones(17, bool), augmentation=Augmentation(),
-        upper_body=upper_body_joints(POSETRACK), aspect_ratio=0.75,
-    )  # fmt: skip
+        box=[10, 10, 40, 90],
+        keypoints=np.random.default_rng(2).uniform(10, 90, (17, 2)),
+        visible=np.ones(17, bool),
+        augmentation=Augmentation(),
+        upper_body=upper_body_joints(POSETRACK),
+        aspect_ratio=0.75,
+    )
     first = sample_clip_transform(np.random.default_rng(7), **kwargs)
     second = sample_clip_transform(np.random.default_rng(7), **kwargs)
     assert repr(first) == repr(second)
@@ -155,19 +179,39 @@ def test_sampling_is_a_function_of_the_generator() -> None:
     assert np.abs(rotations).max() <= 80 and (rotations == 0).mean() > 0.25
 
 
+def reference_jitter(clip: np.ndarray, jitter: ColorJitter) -> np.ndarray:
+    """Brightness, contrast (towards the clip's mean grey), saturation, step by step."""
+    luma = np.array([0.299, 0.587, 0.114])
+    out = clip.astype(np.float64) * jitter.brightness
+    mean_grey = (out @ luma).mean()
+    out = (out - mean_grey) * jitter.contrast + mean_grey
+    grey = (out @ luma)[..., None]
+    return np.clip((out - grey) * jitter.saturation + grey, 0, 255)
+
+
 def test_color_jitter_is_identical_for_every_frame() -> None:
     frame = np.random.default_rng(3).integers(0, 255, (6, 5, 3), dtype=np.uint8)
     clip = np.stack([frame, frame])
-    out = jitter_colors(clip, ColorJitter(brightness=1.2, contrast=0.8, saturation=1.3))
-    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 255
+    jitter = ColorJitter(brightness=1.2, contrast=0.8, saturation=1.3)
+    out = jitter_colors(clip, jitter)
+    assert out.dtype == np.float32 and out.shape == clip.shape
     np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_allclose(out, reference_jitter(clip, jitter), atol=1e-3)
     assert not np.allclose(out[0], frame)
-    np.testing.assert_array_equal(jitter_colors(clip, ColorJitter()), clip.astype(np.float32))
+    np.testing.assert_allclose(jitter_colors(clip, ColorJitter()), clip, atol=1e-4)
+    # The fused model-input path gives the same numbers as the two steps.
+    np.testing.assert_allclose(
+        prepare_frames(clip, jitter), normalize_frames(jitter_colors(clip, jitter)), atol=1e-5
+    )
+    np.testing.assert_allclose(prepare_frames(clip), normalize_frames(clip), atol=1e-6)
 
 
 def test_normalize_frames_layout() -> None:
     frames = np.full((2, 4, 3, 3), 255, dtype=np.uint8)
     out = normalize_frames(frames)
     assert out.shape == (2, 3, 4, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out[0, :, 0, 0], (1 - np.array([0.485, 0.456, 0.406])) /
-                               np.array([0.229, 0.224, 0.225]), rtol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        out[0, :, 0, 0],
+        (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
+        rtol=1e-6,
+    )
