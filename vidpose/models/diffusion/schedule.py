@@ -23,15 +23,17 @@ import torch
 from torch import nn
 
 
-def linear_betas(timesteps: int) -> torch.Tensor:
+def linear_betas(timesteps: int, max_beta: float = 0.999) -> torch.Tensor:
     """[T] float64 betas of DDPM's linear schedule.
 
     Ho et al. 2020 (section 4): beta from 1e-4 to 0.02 over T = 1000. For other T
     the endpoints are scaled by 1000 / T (Nichol & Dhariwal, ICML 2021, code of
-    "improved-diffusion"), which keeps alpha_bar's curve roughly the same.
+    "improved-diffusion"), which keeps alpha_bar's curve roughly the same; for
+    T < 50 that would exceed 1, so betas are clipped to 0.999 like the cosine ones.
     """
     scale = 1000.0 / timesteps
-    return torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+    betas = torch.linspace(scale * 1e-4, scale * 0.02, timesteps, dtype=torch.float64)
+    return betas.clamp(max=max_beta)
 
 
 def cosine_betas(timesteps: int, offset: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:

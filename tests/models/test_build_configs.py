@@ -1,0 +1,88 @@
+"""Every config in configs/ validates and builds; the tiny ones run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidpose.config import ConfigError, load_config
+from vidpose.data.skeleton import get_skeleton
+from vidpose.losses import build_criterion
+from vidpose.models.build import build_model
+from vidpose.models.heads import DiffusionHead, HeatmapHead
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+ALL_CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+TINY_CONFIGS = sorted(CONFIG_DIR.glob("synthetic_tiny*.yaml"))
+
+
+def test_the_expected_configs_exist():
+    names = {path.stem for path in ALL_CONFIGS}
+    for dataset in ("posetrack17", "posetrack18", "posetrack21", "coco"):
+        for size in "sblh":
+            assert f"{dataset}_vit_{size}" in names
+    assert {
+        "synthetic_tiny", "synthetic_tiny_baseline", "synthetic_tiny_temporal_baseline"
+    } <= names  # fmt: skip
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
+def test_config_builds(path):
+    cfg = load_config(path)
+    # Paper-scale models (ViT-H: 630M parameters) are built without memory.
+    with torch.device("meta"):
+        model = build_model(cfg)
+    height, width = cfg.data.input_size
+    stride = cfg.data.heatmap_stride
+    assert model.num_frames == len(cfg.data.frame_offsets)
+    assert model.temporal.key_frame_index == cfg.data.frame_offsets.index(0)
+    assert model.backbone.grid_size == (height // 16, width // 16)
+    head_type = {"diffusion": DiffusionHead, "heatmap": HeatmapHead}[cfg.model.head]
+    assert isinstance(model.head, head_type)
+    num_joints = get_skeleton(cfg.data.skeleton).num_joints
+    final_conv = (
+        model.head.predictor.layers[-1]
+        if cfg.model.head == "heatmap"
+        else model.head.coarse.layers[-1]
+    )
+    assert final_conv.out_channels == num_joints
+    assert (height // stride, width // stride) == tuple(
+        4 * side for side in model.backbone.grid_size
+    )
+    build_criterion(cfg)
+
+
+def test_paper_scale_configs_match_the_paper_setting():
+    cfg = load_config(CONFIG_DIR / "posetrack17_vit_h.yaml")
+    assert cfg.data.input_size == (256, 192)
+    assert len(cfg.data.frame_offsets) == 3
+    assert cfg.model.head == "diffusion"
+    with torch.device("meta"):
+        model = build_model(cfg)
+    assert model.backbone.embed_dim == 1280 and len(model.backbone.vit.blocks) == 32
+    assert model.backbone.grid_size == (16, 12)
+
+
+@pytest.mark.parametrize("path", TINY_CONFIGS, ids=lambda p: p.stem)
+def test_tiny_configs_run_a_forward_pass(path, generator):
+    cfg = load_config(path)
+    model = build_model(cfg)
+    frames_per_clip = len(cfg.data.frame_offsets)
+    height, width = cfg.data.input_size
+    frames = torch.randn(2, frames_per_clip, 3, height, width, generator=generator)
+    targets = torch.rand(2, 17, height // 4, width // 4, generator=generator)
+    outputs = model(frames, target_heatmaps=targets, sample_seeds=torch.arange(2))
+    assert outputs["heatmaps"].shape == (2, 17, height // 4, width // 4)
+    losses = build_criterion(cfg)(outputs, targets, torch.ones(2, 17))
+    assert torch.isfinite(losses["loss"])
+
+
+def test_sizes_that_do_not_fit_are_config_errors():
+    with pytest.raises(ConfigError, match="patch_size"):
+        build_model(load_config(CONFIG_DIR / "synthetic_tiny.yaml", ["data.heatmap_stride=2"]))
+    with pytest.raises(ConfigError, match="decoder_heads"):
+        build_model(load_config(CONFIG_DIR / "synthetic_tiny.yaml", ["model.decoder_heads=5"]))
+    with pytest.raises(ConfigError, match="divisible"):
+        build_model(load_config(CONFIG_DIR / "synthetic_tiny.yaml", ["data.input_size=[120,96]"]))

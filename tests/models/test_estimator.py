@@ -1,0 +1,317 @@
+"""Heads and the estimator: dict contracts, shapes, encode-once, batching, gradients."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from vidpose.losses import build_criterion
+from vidpose.models.build import build_model
+from vidpose.models.diffusion import DenoiserOutput, ddim_timesteps
+
+B, K, H, W = 3, 17, 16, 12  # micro config: 64 x 48 input, 4 x 3 tokens
+LEVELS = [(4, 3), (8, 6), (16, 12)]
+
+
+@pytest.fixture(scope="module")
+def diffusion_model(micro_config):
+    torch.manual_seed(0)
+    return build_model(micro_config()).eval()
+
+
+@pytest.fixture(scope="module")
+def baseline_model(micro_config):
+    torch.manual_seed(0)
+    return build_model(micro_config(base="synthetic_tiny_baseline.yaml")).eval()
+
+
+@pytest.fixture
+def clip(generator, gaussian_heatmaps):
+    frames = torch.randn(B, 3, 3, 64, 48, generator=generator)
+    targets = gaussian_heatmaps(B, K, (H, W), generator)
+    return frames, targets
+
+
+def shapes(tree):
+    if isinstance(tree, torch.Tensor):
+        return tuple(tree.shape)
+    if isinstance(tree, (tuple, list)):
+        return [shapes(item) for item in tree]
+    return tree
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def test_forward_has_the_same_keys_in_train_and_eval(diffusion_model, clip):
+    frames, targets = clip
+    seeds = torch.arange(B)
+    try:
+        diffusion_model.train()
+        trained = diffusion_model(frames, target_heatmaps=targets, sample_seeds=seeds)
+    finally:
+        diffusion_model.eval()
+    evaluated = diffusion_model(frames, target_heatmaps=targets, sample_seeds=seeds)
+    assert set(trained) == set(evaluated) == {"heatmaps", "coarse_heatmaps", "t"}
+    for outputs in (trained, evaluated):
+        assert outputs["heatmaps"].shape == (B, K, H, W)
+        assert outputs["coarse_heatmaps"].shape == (B, K, H, W)
+        assert outputs["t"].shape == (B,) and outputs["t"].dtype == torch.int64
+    assert torch.equal(trained["t"], evaluated["t"])  # t comes from the seeds
+
+
+def test_stage_shapes(diffusion_model, clip):
+    frames, _ = clip
+    tokens = diffusion_model.backbone(frames)
+    assert tokens.shape == (B, 3, 12, 32)
+    fused = diffusion_model.temporal(tokens)
+    assert fused.shape == (B, 32, 4, 3)
+    levels = diffusion_model.pyramid(fused)
+    assert shapes(list(levels)) == [(B, 32, h, w) for h, w in LEVELS]
+    assert shapes(list(diffusion_model.encode(frames))) == shapes(list(levels))
+
+
+def test_diffusion_forward_needs_targets(diffusion_model, clip):
+    with pytest.raises(ValueError, match="target_heatmaps"):
+        diffusion_model(clip[0])
+
+
+def test_forward_is_batch_independent_with_sample_seeds(diffusion_model, clip):
+    frames, targets = clip
+    seeds = torch.tensor([11, 12, 13])
+    batched = diffusion_model(frames, target_heatmaps=targets, sample_seeds=seeds)
+    for index in range(B):
+        single = diffusion_model(
+            frames[index : index + 1],
+            target_heatmaps=targets[index : index + 1],
+            sample_seeds=seeds[index : index + 1],
+        )
+        assert torch.equal(single["t"][0], batched["t"][index])
+        for key in ("heatmaps", "coarse_heatmaps"):
+            torch.testing.assert_close(single[key][0], batched[key][index], atol=1e-5, rtol=1e-4)
+
+
+def test_wrong_clip_shape_is_rejected(diffusion_model):
+    with pytest.raises(ValueError, match=r"\[B, 3, 3, H, W\]"):
+        diffusion_model.encode(torch.zeros(1, 1, 3, 64, 48))
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def test_predict_outputs_and_trajectory(diffusion_model, clip):
+    frames, _ = clip
+    steps, hypotheses = 3, 2
+    result = diffusion_model.predict(
+        frames,
+        steps=steps,
+        hypotheses=hypotheses,
+        generator=torch.Generator().manual_seed(1),
+        return_trajectory=True,
+    )
+    assert set(result) == {"heatmaps", "hypothesis_heatmaps", "coarse_heatmaps", "trajectory"}
+    assert result["heatmaps"].shape == (B, K, H, W)
+    assert result["hypothesis_heatmaps"].shape == (B, hypotheses, K, H, W)
+    assert result["coarse_heatmaps"].shape == (B, K, H, W)
+    torch.testing.assert_close(result["heatmaps"], result["hypothesis_heatmaps"].mean(1))
+    trajectory = result["trajectory"]
+    assert len(trajectory) == steps
+    assert [(s["t"], s["t_prev"]) for s in trajectory] == ddim_timesteps(999, steps)
+    for index, entry in enumerate(trajectory):
+        assert set(entry) == {
+            "step", "t", "t_prev", "x_t", "heatmaps", "masks", "keypoints", "scores"
+        }  # fmt: skip
+        assert entry["step"] == index
+        assert entry["x_t"].shape == (B, hypotheses, K, H, W)
+        assert entry["heatmaps"].shape == (B, hypotheses, K, H, W)
+        assert shapes(list(entry["masks"])) == [(B, hypotheses, K, h, w) for h, w in LEVELS]
+        for mask in entry["masks"]:
+            torch.testing.assert_close(mask.sum((-2, -1)), torch.ones(B, hypotheses, K))
+        assert entry["keypoints"].shape == (B, hypotheses, K, 2)
+        assert entry["scores"].shape == (B, hypotheses, K)
+    # the final heatmaps are the last x0 estimate (DDIM's last step lands on it)
+    torch.testing.assert_close(
+        result["hypothesis_heatmaps"], trajectory[-1]["heatmaps"].clamp(0, 1)
+    )
+
+
+@pytest.mark.parametrize("init", ["noise", "coarse"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_predict_is_batch_independent_with_sample_seeds(diffusion_model, clip, init, eta):
+    frames, _ = clip
+    seeds = torch.tensor([5, 6, 7])
+    options = dict(steps=2, hypotheses=3, eta=eta, init=init)
+    batched = diffusion_model.predict(frames, sample_seeds=seeds, **options)
+    for index in range(B):
+        single = diffusion_model.predict(
+            frames[index : index + 1], sample_seeds=seeds[index : index + 1], **options
+        )
+        torch.testing.assert_close(
+            single["hypothesis_heatmaps"][0],
+            batched["hypothesis_heatmaps"][index],
+            atol=1e-5,
+            rtol=1e-4,
+        )
+
+
+def test_predict_with_a_generator_is_reproducible(diffusion_model, clip):
+    frames, _ = clip
+    first = diffusion_model.predict(frames, generator=torch.Generator().manual_seed(3))
+    second = diffusion_model.predict(frames, generator=torch.Generator().manual_seed(3))
+    third = diffusion_model.predict(frames, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(first["heatmaps"], second["heatmaps"])
+    assert not torch.equal(first["hypothesis_heatmaps"], third["hypothesis_heatmaps"])
+
+
+def test_predict_from_features_equals_predict(diffusion_model, clip):
+    frames, _ = clip
+    with torch.no_grad():
+        features = diffusion_model.encode(frames)
+    direct = diffusion_model.predict(frames, generator=torch.Generator().manual_seed(2))
+    from_features = diffusion_model.predict_from_features(
+        features, generator=torch.Generator().manual_seed(2)
+    )
+    assert torch.equal(direct["heatmaps"], from_features["heatmaps"])
+
+
+def test_predict_defaults_come_from_the_config(diffusion_model, clip):
+    result = diffusion_model.predict(clip[0][:1], return_trajectory=True)
+    assert len(result["trajectory"]) == 3  # model.diffusion.sampling_steps
+    assert result["hypothesis_heatmaps"].shape[1] == 4  # model.diffusion.hypotheses
+
+
+def test_predict_argument_errors(diffusion_model, clip):
+    frames = clip[0][:1]
+    with pytest.raises(ValueError, match="do not fit"):
+        diffusion_model.predict(frames, steps=1001)
+    with pytest.raises(ValueError, match="do not fit"):
+        diffusion_model.predict(frames, steps=600, init="coarse")  # starts at t = 500
+    with pytest.raises(ValueError, match="hypotheses"):
+        diffusion_model.predict(frames, hypotheses=0)
+    with pytest.raises(ValueError, match="init"):
+        diffusion_model.predict(frames, init="zeros")
+    with pytest.raises(ValueError, match="not both"):
+        diffusion_model.predict(frames, generator=torch.Generator(), sample_seeds=torch.tensor([1]))
+
+
+class CallCounter:
+    """Counts forward calls of a module and the batch size of each."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.batches: list[int] = []
+        self.handle = module.register_forward_hook(self.hook)
+
+    def hook(self, module, inputs, output) -> None:
+        self.batches.append(inputs[0].shape[0])
+
+
+@pytest.mark.parametrize("steps, hypotheses", [(1, 1), (4, 3), (7, 5)])
+def test_encoder_runs_once_per_clip_and_the_decoder_once_per_step(
+    diffusion_model, clip, steps, hypotheses
+):
+    frames, _ = clip
+    counters = {
+        name: CallCounter(module)
+        for name, module in (
+            ("backbone", diffusion_model.backbone),
+            ("temporal", diffusion_model.temporal),
+            ("pyramid", diffusion_model.pyramid),
+            ("denoiser", diffusion_model.head.denoiser),
+        )
+    }
+    try:
+        diffusion_model.predict(frames, steps=steps, hypotheses=hypotheses)
+    finally:
+        for counter in counters.values():
+            counter.handle.remove()
+    assert counters["backbone"].batches == [B]
+    assert counters["temporal"].batches == [B]
+    assert counters["pyramid"].batches == [B]
+    # hypotheses are batched: one decoder call per step, on B * G samples
+    assert counters["denoiser"].batches == [B * hypotheses] * steps
+
+
+class OracleDenoiser(nn.Module):
+    """Returns the true x0 (heatmap units) for every hypothesis; counts its calls."""
+
+    def __init__(self, targets: torch.Tensor, hypotheses: int) -> None:
+        super().__init__()
+        self.x0 = targets.repeat_interleave(hypotheses, dim=0)  # sample-major folding
+        self.calls: list[int] = []
+
+    def forward(self, x_t, t, features) -> DenoiserOutput:
+        self.calls.append(int(t[0]))
+        assert torch.all(t == t[0])
+        masks = tuple(torch.zeros(x_t.shape[0], K, *level.shape[-2:]) for level in features)
+        return DenoiserOutput(heatmaps=self.x0, masks=masks)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+@pytest.mark.parametrize("init", ["noise", "coarse"])
+def test_sampling_with_an_oracle_denoiser_returns_x0(diffusion_model, clip, steps, init):
+    frames, targets = clip
+    hypotheses = 3
+    head = diffusion_model.head
+    real = head.denoiser
+    head.denoiser = OracleDenoiser(targets, hypotheses)
+    try:
+        result = diffusion_model.predict(
+            frames, steps=steps, hypotheses=hypotheses, eta=0.0, init=init
+        )
+        calls = head.denoiser.calls
+    finally:
+        head.denoiser = real
+    start = 999 if init == "noise" else 500
+    assert calls == [t for t, _ in ddim_timesteps(start, steps)]
+    assert torch.equal(result["hypothesis_heatmaps"], targets[:, None].expand(-1, 3, -1, -1, -1))
+    # the mean of three equal float32 maps can differ from them in the last bit
+    torch.testing.assert_close(result["heatmaps"], targets, atol=1e-7, rtol=0)
+
+
+def test_the_denoiser_reads_x_t_through_its_masks(diffusion_model, clip, generator):
+    frames, targets = clip
+    head = diffusion_model.head
+    with torch.no_grad():
+        features = diffusion_model.encode(frames)
+        t = torch.full((B,), 100)
+        clean = head.denoiser(head.process.to_signal(targets), t, features)
+        moved = head.denoiser(head.process.to_signal(targets.flip(-1)), t, features)
+    assert not torch.allclose(clean.heatmaps, moved.heatmaps)
+    # a clean heatmap's mask at the finest scale peaks where the heatmap peaks
+    finest = clean.masks[-1]
+    assert torch.equal(finest.flatten(2).argmax(-1), targets.flatten(2).argmax(-1))
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def test_baseline_head_forward_and_predict(baseline_model, clip):
+    frames = clip[0][:, 1:2]  # T = 1: the key frame only
+    outputs = baseline_model(frames)
+    assert set(outputs) == {"heatmaps"} and outputs["heatmaps"].shape == (B, K, H, W)
+    predicted = baseline_model.predict(frames, steps=5, hypotheses=3, return_trajectory=True)
+    assert set(predicted) == {"heatmaps", "hypothesis_heatmaps", "trajectory"}
+    torch.testing.assert_close(predicted["heatmaps"], outputs["heatmaps"])
+    assert predicted["hypothesis_heatmaps"].shape == (B, 1, K, H, W)
+    assert predicted["trajectory"] == []
+    assert baseline_model.num_frames == 1
+
+
+# --------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("base", ["synthetic_tiny.yaml", "synthetic_tiny_temporal_baseline.yaml"])
+def test_gradients_reach_every_parameter(micro_config, base, generator, gaussian_heatmaps):
+    cfg = micro_config(base=base)
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    criterion = build_criterion(cfg)
+    frames = torch.randn(4, 3, 3, 64, 48, generator=generator)
+    targets = gaussian_heatmaps(4, K, (H, W), generator)
+    outputs = model(frames, target_heatmaps=targets, sample_seeds=torch.arange(4))
+    criterion(outputs, targets, torch.ones(4, K))["loss"].backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        assert torch.isfinite(parameter.grad).all(), name
+        assert parameter.grad.abs().sum() > 0, name
