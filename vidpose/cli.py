@@ -138,8 +138,64 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "synth", help="generate a synthetic PoseTrack21-format dataset with exact ground truth"
     )
-    parser.add_argument("out_dir")
-    parser.set_defaults(handler=_not_built("synth", 3))
+    from vidpose.config import SynthConfig
+
+    defaults = SynthConfig()
+
+    def frame_size(text: str) -> tuple[int, int]:
+        width, separator, height = text.lower().partition("x")
+        if not separator or not width.isdigit() or not height.isdigit():
+            raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 320x240, got {text!r}")
+        return int(width), int(height)
+
+    parser.add_argument("out_dir", help="dataset root to create (must be empty or new)")
+    parser.add_argument("--videos", type=int, default=defaults.videos, help="videos per split")
+    parser.add_argument("--frames", type=int, default=defaults.frames, help="frames per video")
+    parser.add_argument("--persons", type=int, default=defaults.persons, help="people per video")
+    parser.add_argument(
+        "--size",
+        type=frame_size,
+        default=defaults.size,
+        metavar="WxH",
+        help=f"frame size (default {defaults.size[0]}x{defaults.size[1]})",
+    )
+    parser.add_argument(
+        "--occlusion",
+        type=float,
+        default=defaults.occlusion,
+        help="chance that an occluder crosses a person",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the dataset folders of a non-empty OUT_DIR",
+    )
+
+    def handler(args: argparse.Namespace) -> int:
+        from vidpose.data.synthetic import generate_dataset
+
+        try:
+            root = generate_dataset(
+                args.out_dir,
+                videos=args.videos,
+                frames=args.frames,
+                persons=args.persons,
+                size=args.size,
+                occlusion=args.occlusion,
+                seed=args.seed,
+                overwrite=args.overwrite,
+            )
+        except (ValueError, FileExistsError) as error:
+            raise CommandError(str(error)) from None
+        print(
+            f"wrote {2 * args.videos} videos ({args.videos} train + {args.videos} val) of "
+            f"{args.frames} frames to {root}\n"
+            f"use: --set data.format=posetrack21 --set data.root={root}"
+        )
+        return 0
+
+    parser.set_defaults(handler=handler)
 
 
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:
