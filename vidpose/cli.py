@@ -113,10 +113,72 @@ def _add_test(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_eval(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("eval", help="PoseTrack mAP / MOTA / HOTA of prediction files")
-    parser.add_argument("gt_dir")
-    parser.add_argument("pred_dir")
-    parser.set_defaults(handler=_not_built("eval", 6))
+    parser = subparsers.add_parser(
+        "eval",
+        help="PoseTrack mAP / MOTA / HOTA of prediction files (or COCO AP with --coco)",
+        description="Evaluate prediction files with the rules of the official PoseTrack tools "
+        "(see docs/evaluation.md).",
+    )
+    parser.add_argument(
+        "gt_dir", metavar="GT", help="folder of per-video ground-truth JSON, or one merged file"
+    )
+    parser.add_argument(
+        "pred_dir", metavar="PRED", help="folder of per-video prediction JSON (same basenames)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=("posetrack18", "posetrack21"),
+        default="posetrack18",
+        help="mAP rules: poseval (posetrack18) or the PoseTrack21 kit (default: posetrack18)",
+    )
+    parser.add_argument(
+        "--tracking", action="store_true", help="also MOTA/MOTP/Prec/Rec and keypoint HOTA"
+    )
+    parser.add_argument(
+        "--tracking-mode",
+        choices=("official", "corrected"),
+        default="official",
+        help="reproduce the official tools' quirks (default) or fix them",
+    )
+    parser.add_argument(
+        "--boxes", help="which person boxes made the predictions (default: what the files say)"
+    )
+    parser.add_argument("--coco", action="store_true", help="GT/PRED are COCO files: OKS AP")
+    parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
+
+    def handler(args: argparse.Namespace) -> int:
+        from vidpose.evaluation import (
+            EvaluationInputError,
+            evaluate_coco_keypoints,
+            evaluate_posetrack,
+            write_json_atomically,
+        )
+
+        try:
+            if args.coco:
+                stats = evaluate_coco_keypoints(args.gt_dir, args.pred_dir)
+                print(f"COCO keypoint OKS AP (boxes: {args.boxes or 'unknown'})")
+                print("  ".join(f"{name} {value:.1f}" for name, value in stats.items()))
+                result = {"coco": stats, "boxes": args.boxes}
+            else:
+                report = evaluate_posetrack(
+                    args.gt_dir,
+                    args.pred_dir,
+                    protocol=args.protocol,
+                    tracking=args.tracking,
+                    tracking_mode=args.tracking_mode,
+                    boxes=args.boxes,
+                )
+                print(report.format_tables())
+                result = report.to_dict()
+        except EvaluationInputError as error:
+            raise CommandError(str(error)) from error
+        if args.json:
+            write_json_atomically(args.json, result)
+            print(f"Results written to {args.json}")
+        return 0
+
+    parser.set_defaults(handler=handler)
 
 
 def _add_extract(subparsers: argparse._SubParsersAction) -> None:
