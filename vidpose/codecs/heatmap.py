@@ -78,7 +78,7 @@ class HeatmapCodec:
         in_h, in_w = self.input_size
         map_h, map_w = self.heatmap_size
         if encoding == "udp":
-            # UDP: align the first and last pixel centres (Huang et al. 2020, eq. 9).
+            # UDP: align the first and last pixel centres (Huang et al. 2020, section 3.2).
             self._input_to_map = np.array([(map_w - 1) / (in_w - 1), (map_h - 1) / (in_h - 1)])
         else:
             self._input_to_map = np.array([map_w / in_w, map_h / in_h])
@@ -201,7 +201,7 @@ class HeatmapCodec:
         DARK (Zhang et al., CVPR 2020, section 3.1): smooth the heatmap with a Gaussian
         so that it is close to the Gaussian the network was trained to produce ("distribution
         modulation"), take the log, which turns a Gaussian into a quadratic, and take one
-        Newton step: mu = m - H(m)^-1 D'(m) (the second-order Taylor expansion of eq. 6-7),
+        Newton step, the maximum of the second-order Taylor expansion: mu = m - H(m)^-1 D'(m),
         with gradient D' and Hessian H from central finite differences, which are exact
         for a quadratic. DARK rescales the smoothed map to the original maximum; that adds
         a constant to the log and changes no derivative, so it is skipped here.
