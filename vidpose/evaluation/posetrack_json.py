@@ -18,9 +18,10 @@ official tools would crash on such a file instead).
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -171,6 +172,11 @@ def parse_posetrack_json(
     where = str(source)
     if not isinstance(data, Mapping):
         raise EvaluationInputError(f"{where}: expected a JSON object at the top level")
+    if "annolist" in data:
+        raise EvaluationInputError(
+            f"{where}: PoseTrack17 'annolist' format; convert it to the PoseTrack18 layout "
+            "(images / annotations / categories) first"
+        )
     for key in ("images", "annotations"):
         if key not in data:
             raise EvaluationInputError(f"{where}: missing {key!r}")
@@ -216,10 +222,9 @@ def parse_posetrack_json(
     n = len(annotations)
     person_frame = np.empty(n, dtype=np.int64)
     track_ids = np.empty(n, dtype=np.int64)
-    keypoints = np.zeros((n, k, 3), dtype=np.float64)
-    scores = np.zeros((n, k), dtype=np.float64)
-    head_boxes = np.full((n, 4), np.nan, dtype=np.float64)
-    non_integer_frames: set[int] = set()
+    raw_keypoints, raw_scores, raw_head_boxes = [], [], []
+    scored_rows, head_box_rows = [], []
+    integer_frames = np.ones(len(images), dtype=bool)
     for index, annotation in enumerate(annotations):
         label = f"{where}: annotations[{index}]"
         if not isinstance(annotation, Mapping):
@@ -227,23 +232,31 @@ def parse_posetrack_json(
         image_id = _require_int(annotation, "image_id", label)
         if image_id not in position_of_id:
             raise EvaluationInputError(f"{label}: image_id {image_id} is not in 'images'")
-        position = position_of_id[image_id]
-        person_frame[index] = position
+        person_frame[index] = position_of_id[image_id]
         track_id = _require_int(annotation, "track_id", label)
         if track_id < 0:
             raise EvaluationInputError(f"{label}: track_id must be >= 0, got {track_id}")
         track_ids[index] = track_id
-        raw_keypoints = annotation.get("keypoints")
-        keypoints[index] = _number_array(raw_keypoints, 3 * k, "keypoints", label).reshape(k, 3)
-        if not all(type(value) is int for value in raw_keypoints):
-            non_integer_frames.add(position)
+        raw_keypoints.append(_list_of(annotation.get("keypoints"), 3 * k, "keypoints", label))
         if role == "predictions":
-            if annotation.get("scores") is None:
-                scores[index] = MISSING_SCORE
-            else:
-                scores[index] = _number_array(annotation["scores"], k, "scores", label)
+            # The kit's int-array quirk (see integer_keypoint_frames): any float clears it.
+            if any(type(value) is float for value in raw_keypoints[-1]):
+                integer_frames[person_frame[index]] = False
+            if annotation.get("scores") is not None:
+                raw_scores.append(_list_of(annotation["scores"], k, "scores", label))
+                scored_rows.append(index)
         elif annotation.get("bbox_head") is not None:
-            head_boxes[index] = _number_array(annotation["bbox_head"], 4, "bbox_head", label)
+            raw_head_boxes.append(_list_of(annotation["bbox_head"], 4, "bbox_head", label))
+            head_box_rows.append(index)
+    where_row = f"{where}: annotations"
+    keypoints = _number_rows(raw_keypoints, range(n), 3 * k, "keypoints", where_row)
+    keypoints = keypoints.reshape(n, k, 3)
+    scores = np.full((n, k), MISSING_SCORE if role == "predictions" else 0.0)
+    scores[scored_rows] = _number_rows(raw_scores, scored_rows, k, "scores", where_row)
+    head_boxes = np.full((n, 4), np.nan)
+    head_boxes[head_box_rows] = _number_rows(
+        raw_head_boxes, head_box_rows, 4, "bbox_head", where_row
+    )
 
     # Persons sorted by frame, file order kept within a frame (stable sort).
     order = np.argsort(person_frame, kind="stable")
@@ -256,8 +269,6 @@ def parse_posetrack_json(
     height = (head_boxes[:, 1] + head_boxes[:, 3]) - head_boxes[:, 1]
     head_sizes = HEAD_SIZE_FACTOR * np.sqrt(width * width + height * height)
 
-    integer_frames = np.ones(len(images), dtype=bool)
-    integer_frames[list(non_integer_frames)] = False
     video = VideoAnnotations(
         name=source.stem,
         source=source,
@@ -273,7 +284,9 @@ def parse_posetrack_json(
         integer_keypoint_frames=integer_frames,
         boxes=_boxes_note(data),
     )
-    folders = [PurePosixPath(name.replace("\\", "/")).parent.name for name in file_names]
+    folders = [
+        posixpath.basename(posixpath.dirname(name.replace("\\", "/"))) for name in file_names
+    ]
     unique_folders = list(dict.fromkeys(folders))
     if not split_videos:
         if len(unique_folders) > 1:
@@ -331,11 +344,11 @@ class VideoPairing:
 def pair_videos(
     ground_truth: Mapping[str, VideoAnnotations], predictions: Mapping[str, VideoAnnotations]
 ) -> VideoPairing:
-    """Pair videos by name and check that each pair lists the same frames.
+    """Pair videos by name (frames are checked by ``evaluate_posetrack_videos``).
 
     Raises:
         EvaluationInputError: when ground-truth videos have no prediction (all missing
-            names are listed), or a pair differs in frame count or image ids.
+            names are listed).
     """
     missing = sorted(set(ground_truth) - set(predictions))
     if missing:
@@ -344,10 +357,7 @@ def pair_videos(
             f"{len(missing)} of {len(ground_truth)} ground-truth videos have no prediction "
             f"file with the same basename: {shown}"
         )
-    pairs = []
-    for name in sorted(ground_truth):
-        check_same_frames(ground_truth[name], predictions[name])
-        pairs.append((ground_truth[name], predictions[name]))
+    pairs = [(ground_truth[name], predictions[name]) for name in sorted(ground_truth)]
     return VideoPairing(pairs, sorted(set(predictions) - set(ground_truth)))
 
 
@@ -419,17 +429,33 @@ def _require_int(mapping: Mapping, key: str, label: str) -> int:
     return value
 
 
-def _number_array(values: Any, length: int, key: str, label: str) -> np.ndarray:
+def _list_of(values: Any, length: int, key: str, label: str) -> list:
     if not isinstance(values, list):
         raise EvaluationInputError(f"{label}: {key!r} must be a list of {length} numbers")
     if len(values) != length:
         raise EvaluationInputError(f"{label}: {key!r} has {len(values)} numbers, expected {length}")
+    return values
+
+
+def _number_rows(
+    rows: list[list], indices: Sequence[int], length: int, key: str, where: str
+) -> np.ndarray:
+    """[len(rows), length] float64 from lists already checked for length; finite numbers only."""
     try:
-        array = np.asarray(values, dtype=np.float64)
+        array = np.array(rows, dtype=np.float64).reshape(len(rows), length)
     except (TypeError, ValueError):
-        raise EvaluationInputError(f"{label}: {key!r} must contain only numbers") from None
-    if not np.isfinite(array).all():
-        raise EvaluationInputError(f"{label}: {key!r} contains NaN or infinite values")
+        for row, index in zip(rows, indices, strict=True):
+            try:
+                np.array(row, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise EvaluationInputError(
+                    f"{where}[{index}]: {key!r} must contain only numbers"
+                ) from None
+        raise
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        index = list(indices)[int(np.flatnonzero(~finite)[0])]
+        raise EvaluationInputError(f"{where}[{index}]: {key!r} contains NaN or infinite values")
     return array
 
 
