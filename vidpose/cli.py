@@ -182,10 +182,156 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_extract(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("extract", help="keypoints with track ids from video files")
-    parser.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER")
-    parser.add_argument("--checkpoint", required=True)
-    parser.set_defaults(handler=_not_built("extract", 7))
+    parser = subparsers.add_parser(
+        "extract",
+        help="keypoints with track ids from video files",
+        description="Per-video pose extraction: PoseTrack JSON, a CSV table and optionally an "
+        "overlay video per input, written as frames finish; finished videos are skipped on "
+        "re-runs. See docs/extraction.md.",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="VIDEO_OR_FOLDER",
+        help="video files, folders of videos, or folders of frame images",
+    )
+    parser.add_argument("--checkpoint", required=True, help="vidpose .safetensors checkpoint")
+    parser.add_argument("--config", help="experiment YAML replacing the checkpoint's own config")
+    people = parser.add_mutually_exclusive_group(required=True)
+    people.add_argument(
+        "--boxes",
+        metavar="FILE_OR_FOLDER",
+        help="person boxes: COCO results JSON (image ids = frame indices or PoseTrack ids), "
+        "a PoseTrack annotation JSON, or MOT text (frame,id,x,y,w,h,score; 1-based frames); "
+        "a folder holds one <video name>.json/.txt per video",
+    )
+    people.add_argument(
+        "--single-person",
+        action="store_true",
+        help="one person per video, followed from frame to frame (no boxes needed)",
+    )
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        help="drop boxes scoring below this (default: the config's data.det_score_threshold)",
+    )
+    parser.add_argument("--out", default="outputs/extract", help="output folder")
+    parser.add_argument("--render", action="store_true", help="also write an overlay .mp4")
+    parser.add_argument("--steps", type=int, help="diffusion sampling steps (default: config)")
+    parser.add_argument("--hypotheses", type=int, help="diffusion hypotheses (default: config)")
+    parser.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, help="flip test (default: config)"
+    )
+    parser.add_argument(
+        "--device", help="cpu, cuda or cuda:N (default: cuda when available; torchrun: LOCAL_RANK)"
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="process every N-th video of the sorted list, starting at I (0-based)",
+    )
+    parser.add_argument("--batch-size", type=int, help="persons per forward pass")
+    parser.add_argument("--max-frames", type=int, help="stop each video after this many frames")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="redo videos that are already done"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def handler(args: argparse.Namespace) -> int:
+        import os
+        from collections import Counter
+        from pathlib import Path
+
+        import torch
+
+        from vidpose.engine.distributed import shard_from_environment
+        from vidpose.inference.extract import (
+            ExtractOptions,
+            collect_videos,
+            extract_videos,
+            format_report,
+            parse_shard,
+            select_shard,
+            video_name,
+        )
+        from vidpose.inference.person_boxes import (
+            SinglePersonBoxes,
+            detection_file_for,
+            read_detections,
+        )
+        from vidpose.inference.predictor import build_predictor, load_estimator
+
+        for option in ("steps", "hypotheses", "batch_size", "max_frames"):
+            value = getattr(args, option)
+            if value is not None and value < 1:
+                raise CommandError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+        try:
+            videos = collect_videos(args.inputs)
+            shard_index, shard_count = parse_shard(args.shard) if args.shard else (0, 1)
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(str(error)) from None
+        repeated = [name for name, n in Counter(map(video_name, videos)).items() if n > 1]
+        if repeated:
+            raise CommandError(
+                f"several inputs would write outputs named {repeated[0]!r} in {args.out}; "
+                "extract them into different --out folders"
+            )
+        if args.boxes is not None and not Path(args.boxes).exists():
+            raise CommandError(f"--boxes {args.boxes}: no such file or folder")
+        # --shard splits between machines, torchrun between the processes of one run.
+        rank, world_size = shard_from_environment()
+        videos = select_shard(
+            videos, shard_index * world_size + rank, shard_count * world_size
+        )
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if device == "cuda" and world_size > 1:
+            device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"  # one device per process
+        try:
+            model, config = load_estimator(args.checkpoint, config=args.config)
+            predictor = build_predictor(
+                model,
+                config,
+                device=device,
+                steps=args.steps,
+                hypotheses=args.hypotheses,
+                flip_test=args.flip,
+                batch_size=args.batch_size,
+            )
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(str(error)) from None
+
+        threshold = args.score_threshold
+        if threshold is None:
+            threshold = config.data.det_score_threshold
+
+        def boxes_for(video: Path):
+            if args.single_person:
+                return SinglePersonBoxes()
+            name = video_name(video)
+            file = detection_file_for(args.boxes, name)
+            return read_detections(file, video=name, score_threshold=threshold)
+
+        options = ExtractOptions(
+            render=args.render,
+            track=not args.single_person,
+            max_frames=args.max_frames,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            boxes_note="single person" if args.single_person else f"detections: {args.boxes}",
+        )
+
+        def report_failure(summary) -> None:
+            print(f"vidpose extract: {summary.error}", file=sys.stderr)
+
+        print(f"vidpose extract: {len(videos)} videos -> {args.out} (device {device})")
+        report = extract_videos(
+            videos, predictor, boxes_for, args.out, options=options, on_failure=report_failure
+        )
+        print(format_report(report))
+        return 1 if report.failures else 0
+
+    parser.set_defaults(handler=handler)
 
 
 def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
