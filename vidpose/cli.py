@@ -280,9 +280,7 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
             raise CommandError(f"--boxes {args.boxes}: no such file or folder")
         # --shard splits between machines, torchrun between the processes of one run.
         rank, world_size = shard_from_environment()
-        videos = select_shard(
-            videos, shard_index * world_size + rank, shard_count * world_size
-        )
+        videos = select_shard(videos, shard_index * world_size + rank, shard_count * world_size)
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device == "cuda" and world_size > 1:
