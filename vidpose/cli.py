@@ -123,7 +123,9 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         "gt_dir", metavar="GT", help="folder of per-video ground-truth JSON, or one merged file"
     )
     parser.add_argument(
-        "pred_dir", metavar="PRED", help="folder of per-video prediction JSON (same basenames)"
+        "pred_dir",
+        metavar="PRED",
+        help="folder of per-video prediction JSON (same basenames), or one merged file",
     )
     parser.add_argument(
         "--protocol",
@@ -159,7 +161,10 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
                 stats = evaluate_coco_keypoints(args.gt_dir, args.pred_dir)
                 print(f"COCO keypoint OKS AP (boxes: {args.boxes or 'unknown'})")
                 print("  ".join(f"{name} {value:.1f}" for name, value in stats.items()))
-                result = {"coco": stats, "boxes": args.boxes}
+                result = {
+                    "coco": {k: None if v != v else v for k, v in stats.items()},  # NaN -> null
+                    "boxes": args.boxes,
+                }
             else:
                 report = evaluate_posetrack(
                     args.gt_dir,

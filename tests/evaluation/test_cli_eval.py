@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from vidpose.cli import main
 
@@ -65,6 +66,13 @@ def test_eval_coco(tmp_path, capsys):
         "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
     ]  # fmt: skip
     (tmp_path / "gt.json").write_text(json.dumps(gt))
-    status = main(["eval", "--coco", str(tmp_path / "gt.json"), str(tmp_path / "results.json")])
+    out = tmp_path / "coco.json"
+    status = main(
+        ["eval", "--coco", str(tmp_path / "gt.json"), str(tmp_path / "results.json"),
+         "--json", str(out)]
+    )  # fmt: skip
     assert status == 0
     assert "AP 100.0" in capsys.readouterr().out
+    written = json.loads(out.read_text())["coco"]
+    # One large person (area 300 x 350): AP 100; no medium person: APm undefined -> null.
+    assert written["AP"] == pytest.approx(100.0) and written["APm"] is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ def evaluate_coco_keypoints(
             ``categories[0].keypoints``.
 
     Returns:
-        AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl, each x 100.
+        AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl, each x 100 (NaN where
+        pycocotools has nothing to measure, e.g. APm without medium-sized persons).
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -72,8 +74,9 @@ def evaluate_coco_keypoints(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    # COCOeval writes -1 where a statistic is undefined (e.g. no medium-sized person).
     return {
-        name: float(value) * 100
+        name: float(value) * 100 if value >= 0 else math.nan
         for name, value in zip(COCO_STAT_NAMES, evaluator.stats, strict=True)
     }
 
