@@ -190,6 +190,27 @@ def test_a_read_error_keeps_the_finished_frames(make_predictor, tmp_path):
     assert not (tmp_path / "broken.done").exists()
 
 
+def test_the_json_is_saved_periodically_so_a_hard_kill_keeps_finished_frames(
+    make_predictor, tmp_path
+):
+    saved_counts = []
+
+    def stream():
+        for index, frame in enumerate(grey_frames(12)):
+            path = tmp_path / "long.json"
+            # What a SIGKILL now would leave: the file as last saved, never half-written.
+            saved_counts.append(len(json.loads(path.read_text())["images"]) if path.exists() else 0)
+            yield frame
+
+    boxes = boxes_from_mapping({i: ([[5, 5, 30, 20]], [1.0]) for i in range(12)})
+    options = ExtractOptions(progress=False, save_every=3, save_time_share=None)
+    extract_video(
+        tmp_path / "long.mp4", make_predictor(), boxes, tmp_path, options=options, frames=stream()
+    )
+    # Frame i is read after frames 0..i-2 are finished (offset +1); saves every 3 frames.
+    assert saved_counts == [0, 0, 0, 0, 3, 3, 3, 6, 6, 6, 9, 9]
+
+
 def test_a_failing_video_does_not_stop_the_others(make_predictor, tmp_path):
     good = tmp_path / "good"
     good.mkdir()

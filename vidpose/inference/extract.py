@@ -254,6 +254,8 @@ class ExtractOptions:
             people ids 0..P-1 in box order (single-person mode: always id 0).
         max_frames: stop after this many frames of each video (None: all).
         save_every: frames between periodic saves of the JSON (see ``_JsonOutput``).
+        save_time_share: the periodic saves of a long video are spaced out so that they
+            take at most about this share of the run's time; None: every ``save_every``.
         overwrite: process videos that have a ``.done`` marker again.
         progress: show a tqdm bar per video (frames/s and persons/s).
         boxes_note: what the boxes were (e.g. "detections: dets.json"), recorded in the
@@ -265,6 +267,7 @@ class ExtractOptions:
     track: bool = True
     max_frames: int | None = None
     save_every: int = 100
+    save_time_share: float | None = 0.1
     overwrite: bool = False
     progress: bool = True
     boxes_note: str = ""
@@ -321,10 +324,12 @@ class _JsonOutput:
     atomically through ``vidpose.evaluation.writers.write_posetrack_predictions``.
 
     Periodic saves rewrite the whole file, which grows with the video; to keep their
-    total cost a small fraction of the run on long videos, a save happens when at least
-    ``save_every`` frames were finished since the last one *and* at least ten times the
-    last save's duration has passed. A partial file lists only the finished frames in
-    ``images`` (each with ``nframes`` the video's length when known).
+    total cost a bounded share of the run on long videos, a save happens when at least
+    ``save_every`` frames were finished since the last one *and* the time since the last
+    save is at least its duration divided by ``time_share`` (0.1: ten times as long).
+    ``time_share`` None saves every ``save_every`` frames whatever it costs. A partial
+    file lists only the finished frames in ``images`` (each with ``nframes`` the video's
+    length when known).
     """
 
     def __init__(
@@ -336,6 +341,7 @@ class _JsonOutput:
         file_names: Callable[[int], str],
         num_frames: int | None,
         save_every: int,
+        time_share: float | None,
         boxes_note: str,
     ) -> None:
         self.path = path
@@ -344,6 +350,7 @@ class _JsonOutput:
         self.file_names = file_names
         self.num_frames = num_frames
         self.save_every = max(1, save_every)
+        self.time_share = time_share
         self.boxes_note = boxes_note
         self.frames: list[FrameResult] = []
         self._saved_frames = 0
@@ -363,7 +370,8 @@ class _JsonOutput:
             )
         )
         due = len(self.frames) - self._saved_frames >= self.save_every
-        cheap = time.monotonic() - self._last_save_end >= 10 * self._last_save_seconds
+        since = time.monotonic() - self._last_save_end
+        cheap = self.time_share is None or since * self.time_share >= self._last_save_seconds
         if due and cheap:
             self.save(complete=False)
 
@@ -540,6 +548,7 @@ def extract_video(
         file_names=_file_namer(video, name, source),
         num_frames=total,
         save_every=options.save_every,
+        time_share=options.save_time_share,
         boxes_note=options.boxes_note,
     )
     csv_output = _CsvOutput(paths["csv"], name=name, skeleton=predictor.skeleton)
