@@ -149,11 +149,11 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
 
     def handler(args: argparse.Namespace) -> int:
+        from vidpose.data.json_fields import write_json_atomic
         from vidpose.evaluation import (
             EvaluationInputError,
             evaluate_coco_keypoints,
             evaluate_posetrack,
-            write_json_atomically,
         )
 
         try:
@@ -179,7 +179,7 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
         except EvaluationInputError as error:
             raise CommandError(str(error)) from error
         if args.json:
-            write_json_atomically(args.json, result)
+            write_json_atomic(args.json, result)
             print(f"Results written to {args.json}")
         return 0
 

@@ -34,7 +34,6 @@ from vidpose.evaluation.writers import (
     posetrack_image_id,
     posetrack_images,
     write_coco_results,
-    write_json_atomically,
     write_posetrack_predictions,
 )
 
@@ -67,6 +66,5 @@ __all__ = [
     "prepare_video",
     "voc_average_precision",
     "write_coco_results",
-    "write_json_atomically",
     "write_posetrack_predictions",
 ]

@@ -13,10 +13,7 @@ frame whose keypoint numbers are all JSON integers (see protocols.py).
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from vidpose.data.json_fields import write_json_atomic
+from vidpose.data.posetrack import DATASET_CODES
 from vidpose.data.records import FrameRecord
 from vidpose.data.skeleton import POSETRACK, Skeleton
 from vidpose.evaluation.posetrack_json import EvaluationInputError
 
-# PoseTrack image ids: K * 10^10 + video number * 10^4 + frame index (poseval
-# posetrack18_id2fname), K by the source collection of the video.
-SOURCE_CODES = {"mpii": 1, "bonn": 2, "mpiinew": 3}
 _VIDEO_NAME = re.compile(r"^(\d{1,6})_(mpiinew|mpii|bonn)(?:_|$)")
 DEFAULT_FILE_NAME_PATTERN = "images/{split}/{video}/{frame:06d}.jpg"
 
@@ -62,15 +58,19 @@ class PredictedPerson:
 
 
 def posetrack_image_id(source: str, video_number: int, frame_index: int) -> int:
-    """PoseTrack image id, e.g. ("mpii", 12834, 0) -> 10128340000."""
-    if source not in SOURCE_CODES:
-        raise ValueError(f"unknown PoseTrack source {source!r}; expected {list(SOURCE_CODES)}")
+    """PoseTrack image id, e.g. ("mpii", 12834, 0) -> 10128340000.
+
+    K x 10^10 + video number x 10^4 + frame index, K by the video's source collection
+    (poseval posetrack18_id2fname; ``vidpose.data.posetrack.DATASET_CODES``).
+    """
+    if source not in DATASET_CODES:
+        raise ValueError(f"unknown PoseTrack source {source!r}; expected {list(DATASET_CODES)}")
     if not 0 <= video_number < 10**6 or not 0 <= frame_index < 10**4:
         raise ValueError(
             f"PoseTrack ids need 0 <= video number < 10^6 and 0 <= frame < 10^4, got "
             f"{video_number}, {frame_index}"
         )
-    return SOURCE_CODES[source] * 10**10 + video_number * 10**4 + frame_index
+    return DATASET_CODES[source] * 10**10 + video_number * 10**4 + frame_index
 
 
 def posetrack_images(
@@ -190,7 +190,7 @@ def write_posetrack_predictions(
     }
     if boxes is not None:
         document["vidpose"] = {"boxes": boxes}
-    write_json_atomically(path, document)
+    write_json_atomic(path, document)
     return path
 
 
@@ -224,26 +224,8 @@ def write_coco_results(
                     "id": image_id * 100 + index,
                 }
             )
-    write_json_atomically(path, results)
+    write_json_atomic(path, results)
     return path
-
-
-def write_json_atomically(path: str | Path, data: Any) -> None:
-    """json.dump to a temporary file in the same folder, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
-    )
-    try:
-        with handle:
-            json.dump(data, handle, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def _posetrack_annotation(
