@@ -154,8 +154,7 @@ def sequence_table(video: PreparedVideo, mode: TrackingMode) -> HotaTable:
         if m == 0:
             extra_fn += gt_joints if mode == "official" else gt.exists[gt_rows].sum(0)
             continue
-        block = similarity[pairs.frame_start[frame] : pairs.frame_start[frame + 1]]
-        block = block.reshape(n, m, num_joints)
+        block = pairs.frame_block(frame, similarity)  # [n, m, J]
         rows, columns, joints = _maximum_similarity_matching(block)
         matched_gt.append(gt_track[gt_rows][rows])
         matched_pred.append(pred_track[pred_rows][columns])

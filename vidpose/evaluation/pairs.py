@@ -45,12 +45,16 @@ class FramePairs:
     gt_start: np.ndarray
     pred_start: np.ndarray
 
-    def frame_block(self, frame: int) -> np.ndarray:
-        """[n, m, J] distances of frame ``frame`` (ground truth x prediction x joint)."""
+    def frame_block(self, frame: int, values: np.ndarray | None = None) -> np.ndarray:
+        """[n, m, J] block of frame ``frame`` (ground truth x prediction x joint).
+
+        Args:
+            values: [Q, J] per-pair values to slice (default: the distances).
+        """
         n = self.gt_start[frame + 1] - self.gt_start[frame]
         m = self.pred_start[frame + 1] - self.pred_start[frame]
-        block = self.distances[self.frame_start[frame] : self.frame_start[frame + 1]]
-        return block.reshape(n, m, -1)
+        values = self.distances if values is None else values
+        return values[self.frame_start[frame] : self.frame_start[frame + 1]].reshape(n, m, -1)
 
 
 def frame_pairs(video: PreparedVideo) -> FramePairs:
