@@ -140,7 +140,7 @@ def _body_points(pose: _Pose, build: float, limbs: float) -> dict[str, np.ndarra
         # (thigh moving forward, cos(phase) > 0), most shortly before mid-swing.
         hip = np.array([sign * _HIP[0] * build, _HIP[1] + bob, 0.0])
         thigh_angle = 0.45 * pose.gait * math.sin(phase)
-        knee_flex = pose.knee[index] + 1.0 * pose.gait * max(0.0, math.cos(phase - 0.3)) ** 2
+        knee_flex = pose.knee[index] + 0.75 * pose.gait * max(0.0, math.cos(phase - 0.3)) ** 2
         spread = math.sin(pose.stance), math.cos(pose.stance)
         thigh = np.array(
             [
@@ -393,7 +393,7 @@ def _plan_person(
         x = float(np.clip(x, margin, width - margin))
         feet_y = float(np.clip(feet_y, feet_low, feet_high))
         body = float(_ground_height(np.array(feet_y), horizon, slope))
-        gait = speed / 0.04 * max(0.25, math.cos(delta / 2) ** 2) if walker else 0.0
+        gait = min(1.0, speed / 0.04) * max(0.25, math.cos(delta / 2) ** 2) if walker else 0.0
         # Stride of about 0.75 body heights per gait cycle.
         phase += 2 * math.pi * speed * max(0.25, math.cos(delta / 2) ** 2) / 0.75
         pose = _Pose(phase=phase, gait=gait, stance=stance, lean=lean)
@@ -418,7 +418,8 @@ def _plan_person(
         yaws.append(yaw)
         poses.append(pose)
 
-    texture_size = int(max(heights) * 1.6) + 8
+    # Textures tile, so they need not cover outstretched arms: one body height is enough.
+    texture_size = int(max(heights)) + 8
     return _PersonTrack(
         root=np.array(roots),
         height=np.array(heights),
@@ -1152,7 +1153,7 @@ def generate_dataset(
                 )
                 records = []
                 video_path = out / "videos" / split / f"{name}.mp4"
-                with VideoWriter(video_path, fps=FPS, crf=18, preset="veryfast") as writer:
+                with VideoWriter(video_path, fps=FPS, crf=18, preset="ultrafast") as writer:
                     for t in range(frames):
                         rendered = scene.render(t)
                         image_path = f"images/{split}/{name}/{t:06d}.jpg"

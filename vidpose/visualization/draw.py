@@ -128,3 +128,38 @@ def draw_person(
         radius=radius,
         line_width=line_width,
     )
+
+
+def draw_people(
+    image: np.ndarray,
+    persons: list[PersonAnnotation],
+    skeleton: Skeleton,
+    *,
+    scale: float = 1.0,
+    show_box: bool = True,
+    radius: float | None = None,
+    line_width: int | None = None,
+) -> np.ndarray:
+    """Draw every person of a frame with :func:`draw_person`.
+
+    Args:
+        image: [H, W, 3] uint8 RGB; when it is the original frame resized by ``scale``,
+            keypoints and boxes (pixels of the original frame) are scaled to match.
+        persons: the frame's people.
+        scale: drawing-image pixels per original-frame pixel.
+
+    Returns:
+        [H, W, 3] uint8 RGB, a drawn copy.
+    """
+    out = np.asarray(image, dtype=np.uint8)
+    for person in persons:
+        scaled = PersonAnnotation(
+            track_id=person.track_id,
+            bbox=np.asarray(person.bbox, dtype=np.float64) * scale,
+            keypoints=np.concatenate([person.keypoints[:, :2] * scale, person.keypoints[:, 2:]], 1),
+            head_box=person.head_box,
+        )
+        out = draw_person(
+            out, scaled, skeleton, show_box=show_box, radius=radius, line_width=line_width
+        )
+    return out
