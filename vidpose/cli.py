@@ -106,10 +106,64 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 def _add_test(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("test", help="predict on the validation split and evaluate")
     _add_config_arguments(parser)
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--boxes", default="gt", help="'gt' or a detections JSON file")
-    parser.add_argument("--out", help="folder for the prediction files")
-    parser.set_defaults(handler=_not_built("test", 5))
+    parser.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
+    parser.add_argument(
+        "--boxes", help="'gt' or a detections JSON file (COCO results); default: data.val_boxes"
+    )
+    parser.add_argument("--out", help="folder for the prediction files (default: beside CKPT)")
+    parser.add_argument("--steps", type=int, help="DDIM steps (default: test.steps)")
+    parser.add_argument(
+        "--hypotheses", type=int, help="hypotheses averaged (default: test.hypotheses)"
+    )
+    parser.add_argument(
+        "--flip-test", action=argparse.BooleanOptionalAction, help="default: test.flip_test"
+    )
+    parser.add_argument("--json", help="also write the metrics to this JSON file")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+    def handler(args: argparse.Namespace) -> int:
+        import json
+        from pathlib import Path
+
+        import torch
+
+        from vidpose.config import load_config
+        from vidpose.engine.checkpoint import load_checkpoint
+        from vidpose.engine.evaluate import evaluate_model
+        from vidpose.models.build import build_model
+
+        config = load_config(args.config, args.overrides)
+        try:
+            checkpoint = load_checkpoint(args.checkpoint)
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(str(error)) from None
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = build_model(config)
+        weights = checkpoint.ema if checkpoint.ema is not None else checkpoint.model
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as error:
+            raise CommandError(
+                f"{args.checkpoint} does not fit the model of {args.config}: {error}"
+            ) from None
+        out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + "_predictions")
+        result = evaluate_model(
+            config,
+            model.to(device),
+            out_dir=out,
+            device=device,
+            boxes=args.boxes,
+            steps=args.steps,
+            hypotheses=args.hypotheses,
+            flip_test=args.flip_test,
+        )
+        print(result.table)
+        print(f"predictions: {result.prediction_dir} (boxes: {result.boxes})")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result.summary, indent=2))
+        return 0
+
+    parser.set_defaults(handler=handler)
 
 
 def _add_eval(subparsers: argparse._SubParsersAction) -> None:

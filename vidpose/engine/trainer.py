@@ -159,7 +159,7 @@ def train(
     Raises:
         TrainingDiverged: a NaN or infinite loss; ``latest`` is left as it was.
     """
-    from vidpose.data.build import build_train_dataset
+    from vidpose.data.clips import build_dataset_from_config
     from vidpose.losses import build_criterion
     from vidpose.models.build import build_model
 
@@ -168,7 +168,7 @@ def train(
     train_cfg = config.train
     torch.manual_seed(train_cfg.seed)
 
-    dataset = build_train_dataset(config)
+    dataset = build_dataset_from_config(config, "train")
     sampler = GlobalBatchSampler(
         len(dataset),
         global_batch=train_cfg.batch_size,

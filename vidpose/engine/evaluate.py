@@ -1,0 +1,308 @@
+"""The evaluation loop: predict a split, write official prediction files, score them.
+
+Used by validation during training and by ``vidpose test``. Boxes are either the
+ground-truth persons (their track ids are kept) or a detections file (track ids
+then come from the pose tracker run over each video). Every result says which.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from vidpose.codecs.geometry import crop_to_image
+from vidpose.codecs.heatmap import HeatmapCodec
+from vidpose.config import Config
+from vidpose.data.records import VideoRecord
+from vidpose.data.skeleton import Skeleton, get_skeleton
+
+
+@dataclass
+class PersonPrediction:
+    """One person's prediction in image pixels (an item of ``predict_dataset``)."""
+
+    video: str
+    frame_index: int
+    image_id: int
+    track_id: int  # -1 when the boxes carry no identity
+    keypoints: np.ndarray  # [K, 2] image pixels
+    scores: np.ndarray  # [K]
+    box: np.ndarray  # [4] x, y, w, h
+    box_score: float
+
+
+@dataclass
+class EvaluationResult:
+    summary: dict[str, float]  # metric name -> value (percent)
+    main_metric: float  # PoseTrack: total mAP; COCO: AP
+    prediction_dir: Path
+    boxes: str  # which boxes were used, in words
+    table: str  # the printed tables
+    report: Any = field(default=None, repr=False)  # PoseTrackReport or the COCO stats
+
+
+@torch.no_grad()
+def predict_batch(
+    model: nn.Module,
+    frames: torch.Tensor,
+    *,
+    codec: HeatmapCodec,
+    skeleton: Skeleton,
+    steps: int | None,
+    hypotheses: int | None,
+    flip_test: bool,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Heatmaps and decoded keypoints of a batch of clips.
+
+    Args:
+        frames: [B, T, 3, H, W] normalised crops.
+        flip_test: also predict the mirrored clip and average the heatmaps
+            (after mirroring them back and swapping left and right joints).
+
+    Returns:
+        heatmaps [B, K, h, w], keypoints [B, K, 2] in input-crop pixels, scores [B, K].
+    """
+    output = model.predict(frames, steps=steps, hypotheses=hypotheses, generator=generator)
+    heatmaps = output["heatmaps"]
+    if flip_test:
+        mirrored = model.predict(
+            frames.flip(-1), steps=steps, hypotheses=hypotheses, generator=generator
+        )["heatmaps"]
+        heatmaps = 0.5 * (heatmaps + codec.flip_heatmaps(mirrored, skeleton.flip_permutation))
+    keypoints, scores = codec.decode(heatmaps.float())
+    return heatmaps, keypoints, scores
+
+
+@torch.no_grad()
+def predict_dataset(
+    model: nn.Module,
+    dataset,
+    *,
+    codec: HeatmapCodec,
+    skeleton: Skeleton,
+    batch_size: int,
+    device: torch.device,
+    steps: int | None = None,
+    hypotheses: int | None = None,
+    flip_test: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    show_progress: bool = True,
+) -> list[PersonPrediction]:
+    """Run the model over every clip of an evaluation ``ClipDataset``.
+
+    Sampling noise comes from a generator seeded with ``seed``, so two runs agree.
+    """
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    predictions: list[PersonPrediction] = []
+    for batch in tqdm(loader, desc="predict", disable=not show_progress, dynamic_ncols=True):
+        _, keypoints, scores = predict_batch(
+            model,
+            batch["frames"].to(device),
+            codec=codec,
+            skeleton=skeleton,
+            steps=steps,
+            hypotheses=hypotheses,
+            flip_test=flip_test,
+            generator=generator,
+        )
+        image_points = crop_to_image(keypoints.cpu().double(), batch["inverse_affine"].double())
+        for i in range(len(image_points)):
+            predictions.append(
+                PersonPrediction(
+                    video=batch["video"][i],
+                    frame_index=int(batch["frame_index"][i]),
+                    image_id=int(batch["image_id"][i]),
+                    track_id=int(batch["track_id"][i]),
+                    keypoints=image_points[i].numpy(),
+                    scores=scores[i].cpu().double().numpy(),
+                    box=batch["box"][i].double().numpy(),
+                    box_score=float(batch["box_score"][i]),
+                )
+            )
+    return predictions
+
+
+def assign_track_ids(predictions: list[PersonPrediction], sigmas: np.ndarray) -> None:
+    """Give detections track ids with the pose tracker, video by video, in frame order."""
+    from vidpose.inference.tracker import PoseTracker
+
+    by_video: dict[str, dict[int, list[PersonPrediction]]] = defaultdict(lambda: defaultdict(list))
+    for prediction in predictions:
+        by_video[prediction.video][prediction.frame_index].append(prediction)
+    for frames in by_video.values():
+        tracker = PoseTracker(sigmas=sigmas)
+        for frame_index in sorted(frames):
+            people = frames[frame_index]
+            ids = tracker.update(
+                frame_index,
+                np.stack([p.box for p in people]),
+                np.stack([p.keypoints for p in people]),
+                np.stack([p.scores for p in people]),
+            )
+            for person, track_id in zip(people, ids, strict=True):
+                person.track_id = int(track_id)
+
+
+def unique_track_ids_per_frame(predictions: list[PersonPrediction]) -> None:
+    """Ground-truth persons without a track id (COCO) get 0, 1, ... within their frame."""
+    used: dict[int, set[int]] = defaultdict(set)
+    for prediction in predictions:
+        if prediction.track_id >= 0:
+            used[prediction.image_id].add(prediction.track_id)
+    for prediction in predictions:
+        if prediction.track_id < 0:
+            taken = used[prediction.image_id]
+            prediction.track_id = next(i for i in range(len(taken) + 1) if i not in taken)
+            taken.add(prediction.track_id)
+
+
+def write_predictions(
+    predictions: list[PersonPrediction],
+    videos: list[VideoRecord],
+    out_dir: Path,
+    *,
+    skeleton: Skeleton,
+    boxes: str,
+) -> list[Path]:
+    """One PoseTrack prediction file per video, named like its ground-truth file."""
+    from vidpose.evaluation import PredictedPerson, images_from_frames, write_posetrack_predictions
+
+    by_image: dict[int, list[PredictedPerson]] = defaultdict(list)
+    for p in predictions:
+        by_image[p.image_id].append(
+            PredictedPerson(keypoints=p.keypoints, scores=p.scores, track_id=p.track_id, bbox=p.box)
+        )
+    written = []
+    for video in videos:
+        name = video.source.name if video.source is not None else f"{video.name}.json"
+        images = images_from_frames(video.frames)
+        frame_ids = {frame.image_id for frame in video.frames}
+        video_predictions = {i: people for i, people in by_image.items() if i in frame_ids}
+        written.append(
+            write_posetrack_predictions(
+                out_dir / name, images, video_predictions, skeleton=skeleton, boxes=boxes
+            )
+        )
+    return written
+
+
+def evaluate_model(
+    config: Config,
+    model: nn.Module,
+    *,
+    out_dir: str | Path,
+    device: torch.device | str = "cpu",
+    boxes: str | None = None,
+    steps: int | None = None,
+    hypotheses: int | None = None,
+    flip_test: bool | None = None,
+    show_progress: bool = True,
+) -> EvaluationResult:
+    """Predict the validation split of ``config`` and evaluate it.
+
+    Args:
+        boxes: "gt" or a detections file; default ``config.data.val_boxes``.
+        steps, hypotheses, flip_test: default ``config.test``.
+        out_dir: prediction files are written here (PoseTrack: one JSON per video,
+            COCO: ``results.json``).
+    """
+    from vidpose.data.boxes import load_boxes
+    from vidpose.data.clips import build_dataset
+    from vidpose.data.posetrack import read_dataset
+
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    data, test = config.data, config.test
+    boxes = boxes or data.val_boxes
+    steps = steps if steps is not None else test.steps
+    hypotheses = hypotheses if hypotheses is not None else test.hypotheses
+    flip_test = test.flip_test if flip_test is None else flip_test
+    skeleton = get_skeleton(data.skeleton)
+    videos = read_dataset(data.format, data.root, data.val_annotations)
+    detections = None
+    if boxes != "gt":
+        detections = load_boxes(boxes, videos, score_threshold=data.det_score_threshold)
+    dataset = build_dataset(config, "val", videos, boxes=detections)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"the validation split ({data.root}/{data.val_annotations}) has no person to "
+            f"evaluate with boxes={boxes!r}"
+        )
+    predictions = predict_dataset(
+        model,
+        dataset,
+        codec=dataset.codec,
+        skeleton=skeleton,
+        batch_size=test.batch_size,
+        device=device,
+        steps=steps,
+        hypotheses=hypotheses,
+        flip_test=flip_test,
+        seed=config.train.seed,
+        show_progress=show_progress,
+    )
+    boxes_used = "ground truth" if boxes == "gt" else f"detections: {boxes}"
+    if detections is not None:
+        assign_track_ids(predictions, np.asarray(skeleton.sigmas))
+    unique_track_ids_per_frame(predictions)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if data.format == "coco":
+        from vidpose.evaluation import PredictedPerson, evaluate_coco_keypoints, write_coco_results
+
+        people: dict[int, list[PredictedPerson]] = defaultdict(list)
+        for p in predictions:
+            people[p.image_id].append(
+                PredictedPerson(
+                    keypoints=p.keypoints,
+                    scores=p.scores,
+                    track_id=p.track_id,
+                    bbox=p.box,
+                    score=p.box_score * float(np.mean(p.scores)),
+                )
+            )
+        results_path = write_coco_results(out_dir / "results.json", people, skeleton=skeleton)
+        stats = evaluate_coco_keypoints(
+            Path(data.root) / data.val_annotations, results_path, skeleton=skeleton
+        )
+        table = f"COCO keypoint evaluation ({boxes_used} boxes)\n" + "\n".join(
+            f"  {name:5s} {value:6.2f}" for name, value in stats.items()
+        )
+        return EvaluationResult(stats, stats["AP"], out_dir, boxes_used, table, stats)
+
+    from vidpose.evaluation import evaluate_posetrack
+
+    write_predictions(predictions, videos, out_dir, skeleton=skeleton, boxes=boxes_used)
+    report = evaluate_posetrack(
+        Path(data.root) / data.val_annotations,
+        out_dir,
+        protocol=test.protocol,
+        boxes=boxes_used,
+        skeleton=skeleton,
+    )
+    summary = _posetrack_summary(report, skeleton)
+    return EvaluationResult(
+        summary, summary["mAP"], out_dir, boxes_used, report.format_tables(), report
+    )
+
+
+def _posetrack_summary(report, skeleton: Skeleton) -> dict[str, float]:
+    """Total mAP and group APs as plain floats (NaN kept) for logs and JSON."""
+    average_precision = report.metrics["AP"]
+    summary = {"mAP": float(average_precision.total)}
+    for group, value in average_precision.groups.items():
+        if group != "Total":
+            summary[f"AP_{group}"] = float(value)
+    return summary
