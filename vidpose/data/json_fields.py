@@ -108,9 +108,9 @@ class FieldReader:
     def integer(self, key: str, default: Any = _REQUIRED) -> Any:
         """An integer field (a float with an integral value is accepted, as JSON writers
         sometimes store ids as 1.0)."""
-        value = self.raw(key, "an integer", default)
-        if value is default and default is not _REQUIRED:
-            return value
+        if default is not _REQUIRED and not self.has(key):
+            return default
+        value = self.raw(key, "an integer")
         return self.as_integer(key, value)
 
     def as_integer(self, key: str, value: Any) -> int:
@@ -122,9 +122,9 @@ class FieldReader:
 
     def number(self, key: str, default: Any = _REQUIRED) -> Any:
         """A finite real number."""
-        value = self.raw(key, "a number", default)
-        if value is default and default is not _REQUIRED:
-            return value
+        if default is not _REQUIRED and not self.has(key):
+            return default
+        value = self.raw(key, "a number")
         return self.as_number(key, value)
 
     def as_number(self, key: str, value: Any) -> float:
@@ -136,9 +136,9 @@ class FieldReader:
 
     def boolean(self, key: str, default: Any = _REQUIRED) -> Any:
         """true/false, or the integers 0/1 that Matlab-derived files use."""
-        value = self.raw(key, "true or false", default)
-        if value is default and default is not _REQUIRED:
-            return value
+        if default is not _REQUIRED and not self.has(key):
+            return default
+        value = self.raw(key, "true or false")
         if isinstance(value, bool):
             return value
         if isinstance(value, (int, float)) and value in (0, 1):
@@ -146,9 +146,9 @@ class FieldReader:
         raise self.error(key, f"is {describe(value)}", "true or false (or 0/1)")
 
     def text(self, key: str, default: Any = _REQUIRED) -> Any:
-        value = self.raw(key, "text", default)
-        if value is default and default is not _REQUIRED:
-            return value
+        if default is not _REQUIRED and not self.has(key):
+            return default
+        value = self.raw(key, "text")
         if not isinstance(value, str):
             raise self.error(key, f"is {describe(value)}", "text")
         return value
@@ -159,9 +159,9 @@ class FieldReader:
         ``length`` None accepts any length.
         """
         expected = f"a list of {length} numbers" if length is not None else "a list of numbers"
-        value = self.raw(key, expected, default)
-        if value is default and default is not _REQUIRED:
-            return value
+        if default is not _REQUIRED and not self.has(key):
+            return default
+        value = self.raw(key, expected)
         return self.as_numbers(key, value, length)
 
     def as_numbers(self, key: str, value: Any, length: int | None) -> np.ndarray:
@@ -181,9 +181,9 @@ class FieldReader:
 
     def objects(self, key: str, default: Any = _REQUIRED) -> Any:
         """A list of JSON objects (their validation is left to the caller)."""
-        value = self.raw(key, "a list", default)
-        if value is default and default is not _REQUIRED:
-            return value
+        if default is not _REQUIRED and not self.has(key):
+            return default
+        value = self.raw(key, "a list")
         if not isinstance(value, list):
             raise self.error(key, f"is {describe(value)}", "a list")
         return value
