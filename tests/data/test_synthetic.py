@@ -223,3 +223,26 @@ def test_cli(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["synth", str(out), "--size", "64"])
     assert "expected WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_unannotated_people_lie_inside_the_ignore_regions():
+    from matplotlib.path import Path as Polygon
+
+    from vidpose.data.synthetic import _project
+
+    checked = 0
+    for seed in range(12):
+        planned = make_scene(
+            np.random.default_rng(seed), frames=4, persons=1, size=(160, 120), occlusion=0.0
+        )
+        assert bool(planned.extras) == bool(planned.ignore_polygons)
+        for t in (0, 3):
+            regions = [Polygon(polygon) for polygon in planned.ignore_regions(t)]
+            for extra in planned.extras:
+                body = _project(extra, t, planned.pan[t])
+                joints = np.array(
+                    [body.uv[name] for name in POSETRACK.joint_names if name in body.uv]
+                )
+                assert any(region.contains_points(joints).all() for region in regions)
+                checked += 1
+    assert checked > 0
