@@ -315,3 +315,17 @@ def test_gradients_reach_every_parameter(micro_config, base, generator, gaussian
         assert parameter.grad is not None, name
         assert torch.isfinite(parameter.grad).all(), name
         assert parameter.grad.abs().sum() > 0, name
+
+
+def test_trajectory_keypoints_with_the_heatmap_codec(diffusion_model, clip, micro_config):
+    from vidpose.codecs.heatmap import build_codec
+
+    codec = build_codec(micro_config().data)
+    result = diffusion_model.predict(
+        clip[0], steps=2, hypotheses=2, return_trajectory=True, decode=codec.decode
+    )
+    for entry in result["trajectory"]:
+        assert entry["keypoints"].shape == (B, 2, K, 2)
+        expected, _ = codec.decode(entry["heatmaps"].flatten(0, 1))
+        torch.testing.assert_close(entry["keypoints"].flatten(0, 1), expected)
+        assert entry["keypoints"][..., 0].max() <= 48 and entry["keypoints"][..., 1].max() <= 64

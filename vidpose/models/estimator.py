@@ -8,7 +8,8 @@ and sample many times (step / hypothesis sweeps, the search visualisation).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from vidpose.models.pyramid import FeaturePyramid
 from vidpose.models.temporal import LinearTemporalFusion
 
 Features = tuple[torch.Tensor, ...]
+Decode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 class PoseEstimator(nn.Module):
@@ -90,25 +92,82 @@ class PoseEstimator(nn.Module):
         return self.head(features, target_heatmaps=target_heatmaps, sample_seeds=sample_seeds)
 
     @torch.no_grad()
-    def predict(self, frames: torch.Tensor, **sampling: Any) -> dict[str, Any]:
+    def predict(
+        self,
+        frames: torch.Tensor,
+        *,
+        steps: int | None = None,
+        hypotheses: int | None = None,
+        eta: float | None = None,
+        init: Literal["noise", "coarse"] | None = None,
+        generator: torch.Generator | None = None,
+        sample_seeds: torch.Tensor | None = None,
+        return_trajectory: bool = False,
+        decode: Decode | None = None,
+    ) -> dict[str, Any]:
         """Inference on clips: :meth:`encode` once, then the head's ``predict``.
 
         Call ``model.eval()`` first (drop path is active in training mode).
 
         Args:
             frames: [B, T, 3, Hin, Win].
-            **sampling: ``steps``, ``hypotheses``, ``eta``, ``init``, ``generator``,
-                ``sample_seeds``, ``return_trajectory``, ``decode`` (see
-                :meth:`DiffusionHead.predict`; the heatmap head ignores them).
+            steps: S DDIM steps (None: the config's ``sampling_steps``).
+            hypotheses: G random starts averaged (None: the config's).
+            eta: DDIM eta (None: the config's).
+            init: "noise" or "coarse" (None: the config's).
+            generator: one generator for every random draw of the call.
+            sample_seeds: [B] per-sample seeds instead (batch-independent results).
+            return_trajectory: also return every sampling step.
+            decode: heatmaps [N, K, H, W] -> (keypoints [N, K, 2], scores [N, K]) for
+                the trajectory; default integer argmax (heatmap pixels).
+            The heatmap head ignores all of these.
 
         Returns:
             "heatmaps" [B, K, H, W] and "hypothesis_heatmaps" [B, G, K, H, W] for every
-            head; the diffusion head adds "coarse_heatmaps" [B, K, H, W] and, when
-            asked, "trajectory" (one dict per step).
+            head (G = 1 for the heatmap head); the diffusion head adds
+            "coarse_heatmaps" [B, K, H, W]; "trajectory" when asked (a list with one
+            dict per step, see :meth:`DiffusionHead.predict`; empty for the heatmap
+            head).
         """
-        return self.predict_from_features(self.encode(frames), **sampling)
+        return self.predict_from_features(
+            self.encode(frames),
+            steps=steps,
+            hypotheses=hypotheses,
+            eta=eta,
+            init=init,
+            generator=generator,
+            sample_seeds=sample_seeds,
+            return_trajectory=return_trajectory,
+            decode=decode,
+        )
 
     @torch.no_grad()
-    def predict_from_features(self, features: Features, **sampling: Any) -> dict[str, Any]:
-        """Inference on features from :meth:`encode` (encode once, sample many times)."""
-        return self.head.predict(features, **sampling)
+    def predict_from_features(
+        self,
+        features: Features,
+        *,
+        steps: int | None = None,
+        hypotheses: int | None = None,
+        eta: float | None = None,
+        init: Literal["noise", "coarse"] | None = None,
+        generator: torch.Generator | None = None,
+        sample_seeds: torch.Tensor | None = None,
+        return_trajectory: bool = False,
+        decode: Decode | None = None,
+    ) -> dict[str, Any]:
+        """Inference on features from :meth:`encode` (encode once, sample many times).
+
+        Arguments and result as :meth:`predict`, with ``features`` the pyramid levels
+        coarse to fine ([B, D, h, w], [B, D, 2h, 2w], [B, D, H, W]).
+        """
+        return self.head.predict(
+            features,
+            steps=steps,
+            hypotheses=hypotheses,
+            eta=eta,
+            init=init,
+            generator=generator,
+            sample_seeds=sample_seeds,
+            return_trajectory=return_trajectory,
+            decode=decode,
+        )
