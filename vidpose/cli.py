@@ -393,10 +393,181 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "visualize", help="render the iterative keypoint-region search of the sampler"
+        "visualize",
+        help="render the iterative keypoint-region search of the sampler",
+        description="Run the diffusion sampler once on one person's clip and draw what it "
+        "recorded at every step: heatmaps, look-up masks at three scales, keypoints and "
+        "their moves, the spread of the hypotheses; plus per-step curves and the temporal "
+        "aggregator's frame weights. See docs/visualization.md.",
     )
-    parser.add_argument("--checkpoint", required=True)
-    parser.set_defaults(handler=_not_built("visualize", 8))
+    parser.add_argument("--checkpoint", required=True, help="vidpose .safetensors checkpoint")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--dataset",
+        metavar="CFG",
+        help="experiment YAML whose validation set holds the clip (replaces the checkpoint's "
+        "config; use with --index)",
+    )
+    source.add_argument("--video", metavar="FILE", help="a video file or a folder of frames")
+    parser.add_argument("--index", type=int, help="with --dataset: item of the validation set")
+    parser.add_argument("--frame", type=int, help="with --video: the key frame (0-based)")
+    parser.add_argument(
+        "--track",
+        type=int,
+        help="with --video --boxes: the person's track_id (PoseTrack JSON) or, for files "
+        "without track ids, its rank by score in the frame (0 = best)",
+    )
+    parser.add_argument(
+        "--boxes",
+        help="with --video: person boxes (PoseTrack JSON such as ground truth or vidpose "
+        "extract output, COCO results JSON, MOT text); default: single-person mode",
+    )
+    parser.add_argument("--steps", type=int, help="DDIM steps S (default: test.steps, then model)")
+    parser.add_argument("--hypotheses", type=int, help="hypotheses G (default: as --steps)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
+    parser.add_argument("--out", help="output folder (default: outputs/visualize/<clip name>)")
+    parser.add_argument(
+        "--joints",
+        help="comma-separated joint names to draw, each with a panel of its own (default: "
+        "the scored joints); 'none': the scored joints without panels of their own",
+    )
+    parser.add_argument(
+        "--animation",
+        choices=("gif", "mp4", "both", "none"),
+        default="both",
+        help="the per-step animation's format (default: both)",
+    )
+    parser.add_argument("--panel-height", type=int, default=128, help="pixels per grid panel")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --dataset: override a value of CFG, e.g. --set data.root=data/synthetic",
+    )
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+    def handler(args: argparse.Namespace) -> int:
+        from pathlib import Path
+
+        import torch
+
+        from vidpose.codecs.heatmap import build_codec
+        from vidpose.data.json_fields import AnnotationError
+        from vidpose.data.skeleton import get_skeleton
+        from vidpose.inference.predictor import build_predictor, load_estimator
+        from vidpose.visualization.search import sample_search, write_search_outputs
+        from vidpose.visualization.search_input import (
+            SearchInputError,
+            clip_from_dataset,
+            clip_from_video,
+        )
+        from vidpose.visualization.temporal_view import TemporalWeights
+
+        if args.dataset is not None and args.index is None:
+            raise CommandError("--dataset needs --index (the item of the validation set)")
+        if args.video is not None and args.frame is None:
+            raise CommandError("--video needs --frame (the key frame, 0-based)")
+        misplaced = [
+            flag
+            for flag, value, wanted in (
+                ("--index", args.index, args.dataset),
+                ("--set", args.overrides or None, args.dataset),
+                ("--frame", args.frame, args.video),
+                ("--track", args.track, args.video),
+                ("--boxes", args.boxes, args.video),
+            )
+            if value is not None and wanted is None
+        ]
+        if misplaced:
+            other = "--dataset" if misplaced[0] in ("--index", "--set") else "--video"
+            raise CommandError(f"{misplaced[0]} only applies with {other}")
+        for option in ("steps", "hypotheses", "panel_height"):
+            value = getattr(args, option)
+            if value is not None and value < 1:
+                raise CommandError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+
+        try:
+            model, config = load_estimator(
+                args.checkpoint, config=args.dataset, overrides=args.overrides
+            )
+        except (FileNotFoundError, ValueError) as error:
+            raise CommandError(str(error)) from None
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model = model.to(device).eval()
+        skeleton = get_skeleton(config.data.skeleton)
+        codec = build_codec(config.data)
+        joints = None
+        if args.joints not in (None, "none"):
+            names = [name.strip() for name in args.joints.split(",") if name.strip()]
+            try:
+                joints = [skeleton.index(name) for name in names]
+            except KeyError as error:
+                raise CommandError(f"--joints: {error.args[0]}") from None
+
+        try:
+            if args.dataset is not None:
+                clip = clip_from_dataset(config, args.index)
+                name = f"{Path(args.dataset).stem}_val{clip.description['index']}"
+            else:
+                predictor = build_predictor(model, config, device=device)
+                clip = clip_from_video(
+                    predictor, args.video, args.frame, track=args.track, boxes=args.boxes
+                )
+                name = f"{Path(args.video).stem}_frame{args.frame}_track{args.track or 0}"
+            trajectory, _ = sample_search(
+                model,
+                clip.frames,
+                codec,
+                steps=args.steps if args.steps is not None else config.test.steps,
+                hypotheses=args.hypotheses
+                if args.hypotheses is not None
+                else config.test.hypotheses,
+                seed=args.seed,
+            )
+        except (FileNotFoundError, SearchInputError, AnnotationError, ValueError) as error:
+            raise CommandError(str(error)) from None
+
+        out = Path(args.out or Path("outputs/visualize") / name)
+        animations = {"both": ("gif", "mp4"), "none": ()}.get(args.animation, (args.animation,))
+        metadata = {
+            **clip.description,
+            "checkpoint": str(args.checkpoint),
+            "seed": args.seed,
+            "steps": trajectory.num_steps,
+            "hypotheses": trajectory.num_hypotheses,
+            "box": clip.box.tolist(),
+            "inverse_affine": clip.inverse_affine.tolist(),
+        }
+        written = write_search_outputs(
+            out,
+            trajectory,
+            clip.crops,
+            skeleton,
+            key_index=clip.key_index,
+            temporal=TemporalWeights.from_module(model.temporal, config.data.frame_offsets),
+            ground_truth=clip.ground_truth,
+            joints=joints,
+            joint_panels=args.joints != "none",
+            animations=animations,
+            panel_height=args.panel_height,
+            metadata=metadata,
+        )
+        moves = trajectory.displacement()
+        print(
+            f"{trajectory.num_steps} steps, {trajectory.num_hypotheses} hypotheses; mean "
+            "keypoint move per step (input px): "
+            + ", ".join(
+                "-" if step == 0 else f"{moves[step, skeleton.scored_indices].mean():.2f}"
+                for step in range(len(moves))
+            )
+        )
+        for path in written.values():
+            print(f"wrote {path}")
+        return 0
+
+    parser.set_defaults(handler=handler)
 
 
 def _add_synth(subparsers: argparse._SubParsersAction) -> None:

@@ -1,0 +1,664 @@
+"""Panels, grids and animations of the search (what :mod:`vidpose.visualization.search`
+recorded), drawn with PIL; every function reads only the trajectory and the crop.
+
+Coordinate frames (see also ``vidpose.visualization.search``):
+
+- *input pixels*: pixels of the model input crop, H_in x W_in (pixel centres at
+  integers, ``vidpose.codecs.geometry``); keypoints are stored in this frame.
+- *heatmap pixels*: x_h = x_in * f with the codec's factor f
+  (``SearchTrajectory.input_to_heatmap``).
+- *mask cells*: the look-up masks of scale s are the heatmaps area-averaged to
+  h_s x w_s, so mask cell j covers heatmap pixels [j * H / h_s, (j + 1) * H / h_s).
+- *panel pixels*: the crop drawn zoomed by z = panel size / input size;
+  x_p = (x_in + 0.5) * z - 0.5 (pixel extents match).
+
+Grid layout (:func:`render_search_grid`): one row per sampling step, in sampling
+order; columns: the step's input x_t, the look-up masks at the three scales (coarse to
+fine), the x0 estimate with the decoded keypoints and arrows from the previous step's,
+the G hypotheses' keypoints and their spread, then one panel per joint.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from vidpose.data.skeleton import Skeleton
+from vidpose.visualization.draw import draw_pose
+
+if TYPE_CHECKING:  # search.py imports this module; the types are only annotations here
+    from vidpose.visualization.search import GroundTruth, SearchTrajectory
+
+# Colours of the markers drawn over the panels (RGB).
+CONSENSUS_COLOUR = (0, 255, 255)  # the step's keypoint (decoded from the hypothesis mean)
+HYPOTHESIS_COLOUR = (255, 255, 255)  # one hypothesis' keypoint in a joint panel
+GROUND_TRUTH_COLOUR = (60, 255, 60)
+ARROW_COLOUR = (255, 255, 255)
+BACKGROUND = (24, 24, 24)
+TEXT_COLOUR = (235, 235, 235)
+
+# Summary columns of the grid, left to right (one mask column per look-up scale); the
+# joint panels follow them.
+SUMMARY_COLUMNS = ("x_t", "masks", "keypoints", "hypotheses")
+
+
+# --------------------------------------------------------------------------- sampling maps
+
+
+def panel_coordinates(panel_size: int, input_size: int) -> np.ndarray:
+    """[panel_size] input-pixel coordinate of each panel pixel centre along one axis.
+
+    The crop of ``input_size`` pixels is shown on ``panel_size`` pixels: zoom
+    z = panel_size / input_size and x_in = (x_p + 0.5) / z - 0.5 (pixel extents match).
+    """
+    zoom = panel_size / input_size
+    return (np.arange(panel_size) + 0.5) / zoom - 0.5
+
+
+def to_panel(points: np.ndarray, input_size: tuple[int, int], panel: tuple[int, int]) -> np.ndarray:
+    """[..., 2] input pixels -> panel pixels (x_p = (x_in + 0.5) * z - 0.5 per axis).
+
+    Args:
+        points: [..., 2] x, y in input pixels.
+        input_size: (H_in, W_in).
+        panel: (height, width) of the panel.
+    """
+    zoom = np.array([panel[1] / input_size[1], panel[0] / input_size[0]])
+    return (np.asarray(points, dtype=np.float64) + 0.5) * zoom - 0.5
+
+
+def resample_heatmaps(
+    maps: np.ndarray,
+    input_to_heatmap: tuple[float, float],
+    input_size: tuple[int, int],
+    panel: tuple[int, int],
+) -> np.ndarray:
+    """Heatmaps drawn at panel resolution, bilinear, aligned with the keypoints.
+
+    Each panel pixel is mapped to input pixels, then to heatmap pixels with the codec's
+    factor, and the heatmap is interpolated there (borders repeat). A plain image
+    resize would shift the maps by half a heatmap pixel against decoded keypoints.
+
+    Args:
+        maps: [..., H, W].
+        input_to_heatmap: (fx, fy) heatmap pixels per input pixel.
+        input_size: (H_in, W_in).
+        panel: (height, width).
+
+    Returns:
+        [..., height, width] float32.
+    """
+    height, width = maps.shape[-2:]
+    ys = panel_coordinates(panel[0], input_size[0]) * input_to_heatmap[1]
+    xs = panel_coordinates(panel[1], input_size[1]) * input_to_heatmap[0]
+
+    def weights(coords: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        coords = np.clip(coords, 0, length - 1)
+        low = np.minimum(np.floor(coords).astype(np.int64), length - 2 if length > 1 else 0)
+        high = np.minimum(low + 1, length - 1)
+        return low, high, (coords - low).astype(np.float32)
+
+    y0, y1, wy = weights(ys, height)
+    x0, x1, wx = weights(xs, width)
+    maps = np.asarray(maps, dtype=np.float32)
+    rows = maps[..., y0, :] * (1 - wy)[:, None] + maps[..., y1, :] * wy[:, None]
+    return rows[..., x0] * (1 - wx) + rows[..., x1] * wx
+
+
+def resample_masks(
+    masks: np.ndarray,
+    heatmap_size: tuple[int, int],
+    input_to_heatmap: tuple[float, float],
+    input_size: tuple[int, int],
+    panel: tuple[int, int],
+) -> np.ndarray:
+    """Look-up masks drawn at panel resolution as blocks (nearest cell).
+
+    Mask cell j of a map with h_s rows covers heatmap rows [j * H / h_s, (j + 1) * H / h_s)
+    (area averaging, ``vidpose.models.interaction.heatmap_masks``); the blocks show the
+    resolution the look-up really reads at.
+
+    Args:
+        masks: [..., h_s, w_s].
+        heatmap_size: (H, W) of the heatmaps the masks were pooled from.
+        input_to_heatmap, input_size, panel: as :func:`resample_heatmaps`.
+
+    Returns:
+        [..., height, width] float32.
+    """
+    cells_h, cells_w = masks.shape[-2:]
+    ys = panel_coordinates(panel[0], input_size[0]) * input_to_heatmap[1]
+    xs = panel_coordinates(panel[1], input_size[1]) * input_to_heatmap[0]
+    # Heatmap pixel centres are at integers: pixel i spans [i - 0.5, i + 0.5).
+    rows = np.clip(np.floor((ys + 0.5) * cells_h / heatmap_size[0]), 0, cells_h - 1).astype(int)
+    cols = np.clip(np.floor((xs + 0.5) * cells_w / heatmap_size[1]), 0, cells_w - 1).astype(int)
+    return np.asarray(masks, dtype=np.float32)[..., rows, :][..., cols]
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def _colormap(name: str) -> np.ndarray:
+    """[256, 3] float32 RGB lookup table of a matplotlib colormap."""
+    from matplotlib import colormaps
+
+    return colormaps[name](np.linspace(0, 1, 256))[:, :3].astype(np.float32)
+
+
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def colorize(values: np.ndarray, cmap: str = "inferno") -> np.ndarray:
+    """[H, W] values in [0, 1] -> [H, W, 3] float32 RGB in [0, 1] (clipped)."""
+    if cmap not in _LUTS:
+        _LUTS[cmap] = _colormap(cmap)
+    index = np.clip(np.nan_to_num(values) * 255 + 0.5, 0, 255).astype(np.int64)
+    return _LUTS[cmap][index]
+
+
+def overlay(background: np.ndarray, values: np.ndarray, cmap: str = "inferno") -> np.ndarray:
+    """Blend a [0, 1] map over a (dimmed, grey) image, opacity growing with the value.
+
+    Args:
+        background: [H, W, 3] uint8.
+        values: [H, W] in [0, 1] (clipped).
+
+    Returns:
+        [H, W, 3] uint8. Where a value is 0 the dimmed image shows; at 1 the colour.
+    """
+    base = dimmed(background).astype(np.float32) / 255
+    values = np.clip(np.nan_to_num(np.asarray(values, dtype=np.float32)), 0, 1)
+    alpha = (0.15 + 0.85 * values)[..., None]
+    blended = base * (1 - alpha) + colorize(values, cmap) * alpha
+    return np.clip(blended * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def dimmed(image: np.ndarray, brightness: float = 0.55) -> np.ndarray:
+    """[H, W, 3] uint8 -> the same, grey and darker (so coloured overlays stand out)."""
+    grey = np.asarray(image, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat((grey * brightness)[..., None], 3, axis=-1).astype(np.uint8)
+
+
+def joint_palette(num_joints: int) -> list[tuple[int, int, int]]:
+    """K distinguishable RGB colours (matplotlib's tab20, then evenly spaced hues)."""
+    if num_joints <= 20:
+        table = _colormap("tab20")  # 256 samples of 20 colours: take one per colour
+        picks = [table[int((index + 0.5) / 20 * 256)] for index in range(num_joints)]
+    else:
+        picks = _colormap("hsv")[np.linspace(0, 255, num_joints, endpoint=False).astype(int)]
+    return [tuple(int(c * 255 + 0.5) for c in colour) for colour in picks]
+
+
+def short_joint_name(name: str) -> str:
+    """ "left_wrist" -> "L wrist" (panel captions are narrow)."""
+    for side, letter in (("left_", "L "), ("right_", "R ")):
+        if name.startswith(side):
+            return letter + name[len(side) :]
+    return name.replace("_", " ")
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=max(8, int(size)))
+
+
+def _caption(image: Image.Image, text: str, *, font_size: int) -> None:
+    """Write ``text`` on a dark band across the top of ``image`` (in place)."""
+    if not text:
+        return
+    font = _font(font_size)
+    draw = ImageDraw.Draw(image, "RGBA")
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.rectangle((0, 0, image.width, bottom - top + 4), fill=(0, 0, 0, 150))
+    draw.text((3 - left, 2 - top), text, fill=TEXT_COLOUR, font=font)
+
+
+def _marker(draw: ImageDraw.ImageDraw, point: np.ndarray, radius: float, colour, outline=None):
+    x, y = float(point[0]), float(point[1])
+    draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour, outline=outline)
+
+
+def _cross(draw: ImageDraw.ImageDraw, point: np.ndarray, size: float, colour, width: int = 1):
+    x, y = float(point[0]), float(point[1])
+    draw.line((x - size, y - size, x + size, y + size), fill=colour, width=width)
+    draw.line((x - size, y + size, x + size, y - size), fill=colour, width=width)
+
+
+def _arrow(draw: ImageDraw.ImageDraw, start: np.ndarray, end: np.ndarray, colour, width: int):
+    """A line from ``start`` to ``end`` with a head at ``end``; nothing under half a pixel."""
+    start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
+    vector = end - start
+    length = float(np.hypot(*vector))
+    if length < 0.5:
+        return
+    draw.line((*start, *end), fill=colour, width=width)
+    direction = vector / length
+    normal = np.array([-direction[1], direction[0]])
+    head = min(5.0, 0.5 * length + 1.5)
+    base = end - direction * head
+    corners = [tuple(end), tuple(base + normal * head * 0.5), tuple(base - normal * head * 0.5)]
+    draw.polygon(corners, fill=colour)
+
+
+def _combined(maps: np.ndarray, normalise: bool) -> np.ndarray:
+    """[K, h, w] -> [h, w]: max over the joints, each joint first scaled to peak 1 when
+    ``normalise`` (masks sum to 1, so their absolute values depend on the map size)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    if normalise:
+        peaks = maps.reshape(len(maps), -1).max(axis=1)
+        maps = maps / np.maximum(peaks, 1e-12)[:, None, None]
+    return maps.max(axis=0)
+
+
+@dataclass(frozen=True)
+class PanelStyle:
+    """Sizes shared by every panel of a drawing.
+
+    Attributes:
+        panel: (height, width) of one panel in pixels.
+        font_size: caption text height.
+        marker: keypoint marker radius.
+        line: line width of limbs and arrows.
+    """
+
+    panel: tuple[int, int]
+    font_size: int
+    marker: float
+    line: int
+
+    @classmethod
+    def for_height(cls, panel_height: int, input_size: tuple[int, int]) -> PanelStyle:
+        """Panels ``panel_height`` tall with the crop's aspect ratio."""
+        if panel_height < 16:
+            raise ValueError(f"panel_height must be at least 16 pixels, got {panel_height}")
+        width = max(1, round(panel_height * input_size[1] / input_size[0]))
+        return cls(
+            panel=(panel_height, width),
+            font_size=max(9, round(panel_height / 13)),
+            marker=max(1.5, panel_height / 64),
+            line=max(1, round(panel_height / 110)),
+        )
+
+
+class StepPanels:
+    """Draws the panels of one sampling step (all functions of the trajectory only).
+
+    Args:
+        trajectory: what the sampler recorded.
+        crop: [H_in, W_in, 3] uint8 the key frame's crop (the model input, unnormalised).
+        skeleton: limbs and joint names.
+        style: panel sizes.
+        joints: the joints drawn (combined views, markers, panels of their own);
+            default: the skeleton's scored joints.
+        ground_truth: drawn as green crosses when given.
+    """
+
+    def __init__(
+        self,
+        trajectory: SearchTrajectory,
+        crop: np.ndarray,
+        skeleton: Skeleton,
+        style: PanelStyle,
+        *,
+        joints: Sequence[int] | None = None,
+        ground_truth: GroundTruth | None = None,
+    ) -> None:
+        crop = np.asarray(crop)
+        if crop.shape != (*trajectory.input_size, 3) or crop.dtype != np.uint8:
+            raise ValueError(
+                f"StepPanels: crop must be [{trajectory.input_size[0]}, "
+                f"{trajectory.input_size[1]}, 3] uint8 (the model input), got {crop.shape} "
+                f"{crop.dtype}"
+            )
+        if skeleton.num_joints != trajectory.num_joints:
+            raise ValueError(
+                f"StepPanels: skeleton {skeleton.name!r} has {skeleton.num_joints} joints, "
+                f"the trajectory {trajectory.num_joints}"
+            )
+        self.trajectory = trajectory
+        self.skeleton = skeleton
+        self.style = style
+        self.joints = list(skeleton.scored_indices if joints is None else joints)
+        self.ground_truth = ground_truth
+        height, width = style.panel
+        self.background = np.asarray(
+            Image.fromarray(crop).resize((width, height), Image.Resampling.BILINEAR)
+        )
+        self.palette = joint_palette(trajectory.num_joints)
+        self.displacement = trajectory.displacement()
+        self.spread = trajectory.spread()
+        self.mask_area = trajectory.mask_area()
+        self.scale_names = trajectory.scale_names()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _panel_points(self, points: np.ndarray) -> np.ndarray:
+        return to_panel(points, self.trajectory.input_size, self.style.panel)
+
+    def _heat(self, maps: np.ndarray) -> np.ndarray:
+        return resample_heatmaps(
+            maps, self.trajectory.input_to_heatmap, self.trajectory.input_size, self.style.panel
+        )
+
+    def _finish(self, pixels: np.ndarray, caption: str) -> np.ndarray:
+        image = Image.fromarray(pixels)
+        _caption(image, caption, font_size=self.style.font_size)
+        return np.asarray(image)
+
+    def _draw_ground_truth(self, draw: ImageDraw.ImageDraw, joints: Sequence[int]) -> None:
+        if self.ground_truth is None:
+            return
+        points = self._panel_points(self.ground_truth.keypoints)
+        for joint in joints:
+            if self.ground_truth.visible[joint]:
+                _cross(draw, points[joint], self.style.marker + 1, GROUND_TRUTH_COLOUR)
+
+    # ------------------------------------------------------------------ panels
+
+    def input_panel(self, step: int) -> np.ndarray:
+        """The step's input x_t (hypothesis mean, clamped to [0, 1], max over joints)."""
+        x_t = self.trajectory.x_t[step].mean(axis=0)  # [K, H, W]
+        values = self._heat(np.clip(x_t, 0, 1)).max(axis=0)
+        return self._finish(overlay(self.background, values), "")
+
+    def mask_panel(self, step: int, scale: int) -> np.ndarray:
+        """Where the look-up reads at ``scale``: each joint's mask (hypothesis mean)
+        scaled to peak 1, max over joints; caption: mean effective area."""
+        masks = self.trajectory.masks[scale][step].mean(axis=0)  # [K, h_s, w_s]
+        values = _combined(masks[self.joints], normalise=True)
+        drawn = resample_masks(
+            values,
+            self.trajectory.heatmap_size,
+            self.trajectory.input_to_heatmap,
+            self.trajectory.input_size,
+            self.style.panel,
+        )
+        area = float(np.mean(self.mask_area[step, scale, self.joints]))
+        caption = f"area {100 * area:.0f}%"
+        return self._finish(overlay(self.background, drawn, cmap="viridis"), caption)
+
+    def keypoint_panel(self, step: int) -> np.ndarray:
+        """The x0 estimate (hypothesis mean) with the decoded pose and, from the second
+        step on, arrows from the previous step's keypoints; caption: mean move."""
+        heat = np.clip(self.trajectory.heatmaps[step], 0, 1).mean(axis=0)
+        image = Image.fromarray(overlay(self.background, self._heat(heat[self.joints]).max(axis=0)))
+        points = self._panel_points(self.trajectory.consensus_keypoints[step])
+        if step > 0:
+            # Arrows first: the joints drawn over them keep the arrow tips from hiding them.
+            draw = ImageDraw.Draw(image)
+            previous = self._panel_points(self.trajectory.consensus_keypoints[step - 1])
+            for joint in self.joints:
+                _arrow(draw, previous[joint], points[joint], ARROW_COLOUR, self.style.line)
+        shown = np.zeros(self.trajectory.num_joints, dtype=bool)
+        shown[self.joints] = True
+        pixels = draw_pose(
+            np.asarray(image),
+            points,
+            np.where(shown, 1.0, 0.0),
+            self.skeleton,
+            radius=self.style.marker,
+            line_width=self.style.line,
+        )
+        image = Image.fromarray(pixels)
+        self._draw_ground_truth(ImageDraw.Draw(image), self.joints)
+        moved = self.displacement[step, self.joints]
+        caption = "" if step == 0 else f"moved {np.nanmean(moved):.1f}px"
+        return self._finish(np.asarray(image), caption)
+
+    def hypothesis_panel(self, step: int) -> np.ndarray:
+        """Every hypothesis' keypoints (a dot per hypothesis, a colour per joint) and a
+        circle of radius the RMS spread around their mean; caption: mean spread."""
+        image = Image.fromarray(dimmed(self.background))
+        draw = ImageDraw.Draw(image)
+        points = self._panel_points(self.trajectory.keypoints[step])  # [G, K, 2]
+        zoom = self.style.panel[0] / self.trajectory.input_size[0]
+        for joint in self.joints:
+            colour = self.palette[joint]
+            centre = points[:, joint].mean(axis=0)
+            radius = self.spread[step, joint] * zoom
+            if radius >= 1:
+                draw.ellipse(
+                    (
+                        centre[0] - radius,
+                        centre[1] - radius,
+                        centre[0] + radius,
+                        centre[1] + radius,
+                    ),
+                    outline=colour,
+                )
+            for hypothesis in range(self.trajectory.num_hypotheses):
+                _marker(draw, points[hypothesis, joint], self.style.marker * 0.8, colour)
+        spread = float(np.mean(self.spread[step, self.joints]))
+        caption = f"spread {spread:.1f}px"
+        return self._finish(np.asarray(image), caption)
+
+    def joint_panel(self, step: int, joint: int) -> np.ndarray:
+        """One joint: its x0 heatmap (hypothesis mean), the hypotheses' keypoints (white
+        dots) and the consensus keypoint (cyan); caption: name and score."""
+        heat = np.clip(self.trajectory.heatmaps[step, :, joint], 0, 1).mean(axis=0)
+        image = Image.fromarray(overlay(self.background, self._heat(heat)))
+        draw = ImageDraw.Draw(image)
+        for point in self._panel_points(self.trajectory.keypoints[step, :, joint]):
+            _marker(draw, point, max(1.0, self.style.marker * 0.6), HYPOTHESIS_COLOUR)
+        self._draw_ground_truth(draw, [joint])
+        centre = self._panel_points(self.trajectory.consensus_keypoints[step, joint])
+        _marker(draw, centre, self.style.marker, CONSENSUS_COLOUR, outline=(0, 0, 0))
+        score = self.trajectory.consensus_scores[step, joint]
+        return self._finish(np.asarray(image), f"max {score:.2f}")
+
+    def summary_panels(self, step: int) -> list[np.ndarray]:
+        """x_t, the masks coarse to fine, the keypoints, the hypotheses."""
+        masks = [self.mask_panel(step, scale) for scale in range(len(self.trajectory.masks))]
+        return [
+            self.input_panel(step),
+            *masks,
+            self.keypoint_panel(step),
+            self.hypothesis_panel(step),
+        ]
+
+    def column_titles(self, with_joints: bool) -> list[str]:
+        titles = ["input x_t", *(f"mask {name}" for name in self.scale_names)]
+        titles += ["x0, keypoints", f"{self.trajectory.num_hypotheses} hypotheses"]
+        if with_joints:
+            titles += [short_joint_name(self.skeleton.joint_names[j]) for j in self.joints]
+        return titles
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where the panels of a grid image are.
+
+    Attributes:
+        rows, columns: panel counts (rows = sampling steps).
+        panel: (height, width) of a panel.
+        header: height of the title band above the first row.
+        label_width: width of the step labels left of the first column.
+        gap: pixels between panels.
+    """
+
+    rows: int
+    columns: int
+    panel: tuple[int, int]
+    header: int
+    label_width: int
+    gap: int
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the whole image."""
+        height = self.header + self.rows * (self.panel[0] + self.gap)
+        width = self.label_width + self.columns * (self.panel[1] + self.gap)
+        return height, width
+
+    def cell(self, row: int, column: int) -> tuple[int, int]:
+        """(top, left) pixel of panel (row, column)."""
+        if not (0 <= row < self.rows and 0 <= column < self.columns):
+            raise IndexError(
+                f"GridLayout: no panel ({row}, {column}) in {self.rows}x{self.columns}"
+            )
+        top = self.header + row * (self.panel[0] + self.gap)
+        left = self.label_width + column * (self.panel[1] + self.gap)
+        return top, left
+
+
+def grid_layout(
+    rows: int, columns: int, style: PanelStyle, *, label_width: int | None = None
+) -> GridLayout:
+    """The layout :func:`render_search_grid` uses for ``rows`` x ``columns`` panels."""
+    return GridLayout(
+        rows=rows,
+        columns=columns,
+        panel=style.panel,
+        header=round(style.font_size * 1.8),
+        label_width=round(style.font_size * 6.5) if label_width is None else label_width,
+        gap=2,
+    )
+
+
+def _assemble(
+    panels: Sequence[Sequence[np.ndarray]],
+    layout: GridLayout,
+    titles: Sequence[str],
+    labels: Sequence[str],
+    font_size: int,
+) -> np.ndarray:
+    canvas = Image.new("RGB", layout.size[::-1], BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(font_size)
+    for column, title in enumerate(titles):
+        _, left = layout.cell(0, column)
+        draw.text((left + 2, 3), title, fill=TEXT_COLOUR, font=font)
+    for row, (row_panels, label) in enumerate(zip(panels, labels, strict=True)):
+        top, _ = layout.cell(row, 0)
+        draw.multiline_text((3, top + 3), label, fill=TEXT_COLOUR, font=font, spacing=2)
+        for column, panel in enumerate(row_panels):
+            top, left = layout.cell(row, column)
+            canvas.paste(Image.fromarray(panel), (left, top))
+    return np.asarray(canvas)
+
+
+def step_label(trajectory: SearchTrajectory, step: int) -> str:
+    """ "step 2/5\\nt 799->599" (t_prev -1 is the data)."""
+    t_prev = trajectory.t_prev[step]
+    target = "x0" if t_prev < 0 else str(t_prev)
+    return f"step {step + 1}/{trajectory.num_steps}\nt {trajectory.t[step]}->{target}"
+
+
+def render_search_grid(
+    trajectory: SearchTrajectory,
+    crop: np.ndarray,
+    skeleton: Skeleton,
+    *,
+    joints: Sequence[int] | None = None,
+    joint_panels: bool = True,
+    ground_truth: GroundTruth | None = None,
+    panel_height: int = 128,
+) -> tuple[np.ndarray, GridLayout]:
+    """All steps as one image: a row per step, the summary panels then one per joint.
+
+    Args:
+        trajectory: what the sampler recorded.
+        crop: [H_in, W_in, 3] uint8 the key frame's crop.
+        skeleton: limbs and names.
+        joints: the joints drawn (default: the skeleton's scored joints).
+        joint_panels: give every drawn joint a panel of its own after the summary panels.
+        ground_truth: target keypoints to draw (green crosses).
+        panel_height: pixels per panel row.
+
+    Returns:
+        image [height, width, 3] uint8 and its :class:`GridLayout` (rows = S steps).
+    """
+    style = PanelStyle.for_height(panel_height, trajectory.input_size)
+    panels = StepPanels(trajectory, crop, skeleton, style, joints=joints, ground_truth=ground_truth)
+    per_joint = panels.joints if joint_panels else []
+    rows = [
+        panels.summary_panels(step) + [panels.joint_panel(step, j) for j in per_joint]
+        for step in range(trajectory.num_steps)
+    ]
+    layout = grid_layout(trajectory.num_steps, len(rows[0]), style)
+    labels = [step_label(trajectory, step) for step in range(trajectory.num_steps)]
+    titles = panels.column_titles(with_joints=joint_panels)
+    return _assemble(rows, layout, titles, labels, style.font_size), layout
+
+
+def render_step_frames(
+    trajectory: SearchTrajectory,
+    crop: np.ndarray,
+    skeleton: Skeleton,
+    *,
+    joints: Sequence[int] | None = None,
+    ground_truth: GroundTruth | None = None,
+    panel_height: int = 160,
+) -> list[np.ndarray]:
+    """One animation frame per step (exactly S frames, no intro frame): that step's
+    summary panels side by side under a title band, all frames the same size.
+
+    Args: as :func:`render_search_grid` (no joint panels).
+
+    Returns:
+        S images [height, width, 3] uint8.
+    """
+    style = PanelStyle.for_height(panel_height, trajectory.input_size)
+    panels = StepPanels(trajectory, crop, skeleton, style, joints=joints, ground_truth=ground_truth)
+    frames = []
+    for step in range(trajectory.num_steps):
+        row = panels.summary_panels(step)
+        layout = grid_layout(1, len(row), style)
+        label = step_label(trajectory, step)
+        titles = panels.column_titles(with_joints=False)
+        frames.append(_assemble([row], layout, titles, [label], style.font_size))
+    return frames
+
+
+def write_gif(
+    frames: Sequence[np.ndarray],
+    path: str | os.PathLike,
+    *,
+    step_ms: int = 900,
+    hold_ms: int = 2500,
+) -> Path:
+    """An animated GIF, one frame per image, looping; the last frame is held ``hold_ms``.
+
+    Args:
+        frames: [H, W, 3] uint8 images of one size.
+        path: the ``.gif`` file (parent folders are created).
+    """
+    if not frames:
+        raise ValueError(f"write_gif({path}): no frames")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.fromarray(np.asarray(frame)) for frame in frames]
+    durations = [step_ms] * (len(images) - 1) + [hold_ms]
+    # disposal 1 and no optimisation: every frame is stored whole, so a frame that
+    # happens to equal the previous one is still counted (PIL would merge them).
+    images[0].save(
+        path,
+        save_all=True,
+        append_images=images[1:],
+        duration=durations,
+        loop=0,
+        optimize=False,
+        disposal=1,
+    )
+    return path
+
+
+def write_mp4(frames: Sequence[np.ndarray], path: str | os.PathLike, *, fps: float = 1.0) -> Path:
+    """An H.264 mp4 with one video frame per image (``VideoWriter``)."""
+    from vidpose.visualization.video import VideoWriter
+
+    with VideoWriter(path, fps=fps) as writer:
+        for frame in frames:
+            writer.write(np.asarray(frame))
+    return Path(path)
