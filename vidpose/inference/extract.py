@@ -319,6 +319,39 @@ class ExtractionReport:
 # --------------------------------------------------------------------------- writers
 
 
+class _PersonRows:
+    """Every person of every finished frame, packed in arrays that grow by doubling:
+    about 230 bytes per person (float32), not a Python object per value, so a long
+    video's results stay small next to the model."""
+
+    def __init__(self, joints: int) -> None:
+        self.count = 0
+        self.frame = np.zeros(0, np.int32)
+        self.track = np.zeros(0, np.int64)
+        self.boxes = np.zeros((0, 4), np.float32)
+        self.box_scores = np.zeros(0, np.float32)
+        self.keypoints = np.zeros((0, joints, 2), np.float32)
+        self.scores = np.zeros((0, joints), np.float32)
+
+    def append(self, result: FrameResult) -> None:
+        needed = self.count + result.num_people
+        if needed > len(self.frame):
+            capacity = max(needed, 2 * len(self.frame), 64)
+            for field_name in ("frame", "track", "boxes", "box_scores", "keypoints", "scores"):
+                old = getattr(self, field_name)
+                grown = np.zeros((capacity, *old.shape[1:]), old.dtype)
+                grown[: self.count] = old[: self.count]
+                setattr(self, field_name, grown)
+        rows = slice(self.count, needed)
+        self.frame[rows] = result.frame_index
+        self.track[rows] = result.track_ids
+        self.boxes[rows] = result.boxes
+        self.box_scores[rows] = result.box_scores
+        self.keypoints[rows] = result.keypoints
+        self.scores[rows] = result.scores
+        self.count = needed
+
+
 class _JsonOutput:
     """The PoseTrack prediction file of one video, kept as compact arrays and rewritten
     atomically through ``vidpose.evaluation.writers.write_posetrack_predictions``.
@@ -352,24 +385,18 @@ class _JsonOutput:
         self.save_every = max(1, save_every)
         self.time_share = time_share
         self.boxes_note = boxes_note
-        self.frames: list[FrameResult] = []
+        self.people = _PersonRows(skeleton.num_joints)
+        self.finished = 0  # frames 0 .. finished - 1 are done
         self._saved_frames = 0
         self._last_save_end = time.monotonic()
         self._last_save_seconds = 0.0
 
     def add(self, result: FrameResult) -> None:
-        # Compact copies: float32 keeps a long video's results small in memory.
-        self.frames.append(
-            FrameResult(
-                result.frame_index,
-                result.boxes.astype(np.float32),
-                result.box_scores.astype(np.float32),
-                result.keypoints.astype(np.float32),
-                result.scores.astype(np.float32),
-                result.track_ids.astype(np.int64),
-            )
-        )
-        due = len(self.frames) - self._saved_frames >= self.save_every
+        if result.frame_index != self.finished:
+            raise ValueError(f"frame {result.frame_index} finished after frame {self.finished - 1}")
+        self.people.append(result)
+        self.finished += 1
+        due = self.finished - self._saved_frames >= self.save_every
         since = time.monotonic() - self._last_save_end
         cheap = self.time_share is None or since * self.time_share >= self._last_save_seconds
         if due and cheap:
@@ -387,22 +414,22 @@ class _JsonOutput:
         return images
 
     def save(self, *, complete: bool) -> None:
-        finished = len(self.frames)
+        finished = self.finished
         total = finished if complete or self.num_frames is None else self.num_frames
         images = self.images(max(total, finished))[:finished]
-        predictions = {
-            image["id"]: [
+        people = self.people
+        predictions: dict[int, list[PredictedPerson]] = {}
+        for row in range(people.count):
+            image_id = images[people.frame[row]]["id"]
+            predictions.setdefault(image_id, []).append(
                 PredictedPerson(
-                    keypoints=result.keypoints[person],
-                    scores=result.scores[person],
-                    track_id=int(result.track_ids[person]),
-                    bbox=result.boxes[person],
-                    score=float(result.box_scores[person]),
+                    keypoints=people.keypoints[row],
+                    scores=people.scores[row],
+                    track_id=int(people.track[row]),
+                    bbox=people.boxes[row],
+                    score=float(people.box_scores[row]),
                 )
-                for person in range(result.num_people)
-            ]
-            for image, result in zip(images, self.frames, strict=True)
-        }
+            )
         start = time.monotonic()
         write_posetrack_predictions(
             self.path, images, predictions, skeleton=self.skeleton, boxes=self.boxes_note
@@ -589,7 +616,7 @@ def extract_video(
         if progress is not None:
             progress.close()
         csv_output.close()
-        if json_output.frames:
+        if json_output.finished:
             json_output.save(complete=completed)
         if overlay is not None:
             if completed and summary.frames:
