@@ -292,6 +292,12 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="persons per forward pass")
     parser.add_argument("--max-frames", type=int, help="stop each video after this many frames")
     parser.add_argument(
+        "--decoder",
+        choices=("auto", "decord", "pyav"),
+        default="auto",
+        help="video decoder (auto: decord, PyAV for files decord cannot open)",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="redo videos that are already done"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -376,6 +382,7 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
             overwrite=args.overwrite,
             progress=not args.no_progress,
             boxes_note="single person" if args.single_person else f"detections: {args.boxes}",
+            decoder=args.decoder,
         )
 
         def report_failure(summary) -> None:
