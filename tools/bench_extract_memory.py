@@ -85,7 +85,7 @@ def run_child(args: argparse.Namespace) -> None:
         predictor,
         read_detections(video.with_suffix(".txt")),
         Path(args.out),
-        options=ExtractOptions(progress=False, overwrite=True),
+        options=ExtractOptions(progress=False, overwrite=True, decoder=args.decoder),
     )
     seconds = time.monotonic() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
@@ -113,6 +113,9 @@ def main() -> None:
     parser.add_argument("--config", default=str(REPO / "configs" / "synthetic_tiny.yaml"))
     parser.add_argument("--steps", type=int, default=1, help="sampling steps (speed only)")
     parser.add_argument("--hypotheses", type=int, default=1, help="hypotheses (speed only)")
+    parser.add_argument(
+        "--decoder", default="auto", choices=("auto", "decord", "pyav"), help="video decoder"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -134,7 +137,8 @@ def main() -> None:
     print(
         f"videos {width}x{height}, {args.persons} people, {Path(args.config).name} (random "
         f"weights), steps {args.steps}, hypotheses {args.hypotheses}, "
-        f"{first['threads']} torch threads, CPU; {args.repeats} runs each, median [min, max]"
+        f"{first['threads']} torch threads, CPU, decoder {args.decoder}; {args.repeats} runs "
+        "each, median [min, max]"
     )
     header = ("frames", "persons", "peak RSS MiB", "frames/s", "persons/s", "ring max")
     widths = (7, 8, 24, 9, 10, 9)
@@ -170,6 +174,8 @@ def extract_in_subprocess(video: Path, out: Path, args: argparse.Namespace) -> d
         str(args.steps),
         "--hypotheses",
         str(args.hypotheses),
+        "--decoder",
+        args.decoder,
     ]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
     completed = subprocess.run(

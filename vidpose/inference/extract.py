@@ -261,6 +261,8 @@ class ExtractOptions:
         boxes_note: what the boxes were (e.g. "detections: dets.json"), recorded in the
             JSON's ``vidpose`` section (evaluations print it).
         render_threshold: joints scoring below this are drawn as rings in the overlay.
+        decoder: video decoder, "auto" (decord, PyAV when decord cannot open the file),
+            "decord" or "pyav" (``vidpose.data.frames.VideoFileSource``).
     """
 
     render: bool = False
@@ -272,6 +274,7 @@ class ExtractOptions:
     progress: bool = True
     boxes_note: str = ""
     render_threshold: float = 0.3
+    decoder: str = "auto"
 
 
 @dataclass
@@ -559,7 +562,7 @@ def extract_video(
 
     source = None
     if frames is None:
-        source = open_frames(video)
+        source = open_frames(video, backend=options.decoder)
         frames = source
     total = _length(frames)
     if options.max_frames is not None:
