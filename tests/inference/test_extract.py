@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from vidpose.data.frames import FrameReadError
+from vidpose.data.skeleton import POSETRACK
 from vidpose.evaluation.posetrack_json import read_posetrack_file
 from vidpose.inference.extract import (
     BufferedFrame,
@@ -22,8 +23,8 @@ QUIET = ExtractOptions(progress=False)
 
 
 def grey_frames(count: int, size=(40, 60)) -> list[np.ndarray]:
-    """Frame i is uniformly grey with value 10 + 8 i, so a crop's mean names its frame."""
-    return [np.full((*size, 3), 10 + 8 * index, np.uint8) for index in range(count)]
+    """Frame i is uniformly grey with value 10 + 8 i (mod 256), so a crop names its frame."""
+    return [np.full((*size, 3), (10 + 8 * index) % 256, np.uint8) for index in range(count)]
 
 
 def read_csv(path):
@@ -122,6 +123,31 @@ def test_writes_posetrack_json_and_csv_for_a_video_with_detections(
     assert marker["frames"] == len(images)
 
 
+def test_json_and_csv_agree_on_every_person_of_a_longer_video(make_predictor, tmp_path):
+    # 45 frames x 2 people: more rows than the first allocation of the result store.
+    count = 45
+    boxes = boxes_from_mapping(
+        {i: ([[2 + i % 7, 3, 20, 30], [30, 4 + i % 5, 20, 30]], [0.9, 0.8]) for i in range(count)}
+    )
+    extract_video(
+        tmp_path / "long.mp4", make_predictor(), boxes, tmp_path,
+        options=QUIET, frames=grey_frames(count, size=(48, 64)),
+    )  # fmt: skip
+    (parsed,) = read_posetrack_file(tmp_path / "long.json", role="predictions", split_videos=False)
+    assert parsed.num_frames == count and parsed.num_persons == 2 * count
+    rows = read_csv(tmp_path / "long.csv")
+    from_csv = {
+        (int(row["frame"]), int(row["track"]), row["joint"]): (float(row["x"]), float(row["y"]))
+        for row in rows
+    }
+    names = POSETRACK.joint_names
+    for frame, track, points in zip(
+        parsed.person_frame, parsed.track_ids, parsed.keypoints, strict=True
+    ):
+        expected = [from_csv[(int(frame), int(track), name)] for name in names]
+        np.testing.assert_allclose(points[:, :2], expected, atol=0.006)
+
+
 def test_track_ids_stay_stable_when_people_cross(make_predictor, tmp_path, crossing):
     images, boxes, video = crossing
     # Detections in a shuffled order each frame, as a detector gives them (MOT text).
@@ -196,7 +222,7 @@ def test_the_json_is_saved_periodically_so_a_hard_kill_keeps_finished_frames(
     saved_counts = []
 
     def stream():
-        for index, frame in enumerate(grey_frames(12)):
+        for frame in grey_frames(12):
             path = tmp_path / "long.json"
             # What a SIGKILL now would leave: the file as last saved, never half-written.
             saved_counts.append(len(json.loads(path.read_text())["images"]) if path.exists() else 0)
