@@ -435,8 +435,8 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="output folder (default: outputs/visualize/<clip name>)")
     parser.add_argument(
         "--joints",
-        help="comma-separated joint names to draw, each with a panel of its own (default: "
-        "the scored joints); 'none': the scored joints without panels of their own",
+        help="comma-separated joint names that get a panel of their own (default: every "
+        "scored joint; 'none': no joint panels)",
     )
     parser.add_argument(
         "--animation",
@@ -505,11 +505,11 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
         model = model.to(device).eval()
         skeleton = get_skeleton(config.data.skeleton)
         codec = build_codec(config.data)
-        joints = None
+        joint_panels = None if args.joints is None else []
         if args.joints not in (None, "none"):
             names = [name.strip() for name in args.joints.split(",") if name.strip()]
             try:
-                joints = [skeleton.index(name) for name in names]
+                joint_panels = [skeleton.index(name) for name in names]
             except KeyError as error:
                 raise CommandError(f"--joints: {error.args[0]}") from None
 
@@ -555,8 +555,7 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
             key_index=clip.key_index,
             temporal=TemporalWeights.from_module(model.temporal, config.data.frame_offsets),
             ground_truth=clip.ground_truth,
-            joints=joints,
-            joint_panels=args.joints != "none",
+            joint_panels=joint_panels,
             animations=animations,
             panel_height=args.panel_height,
             metadata=metadata,

@@ -138,6 +138,28 @@ def test_trajectory_keeps_the_recorded_values_and_measures_them(known):
     assert trajectory.scale_names() == ["1/16", "1/8", "1/4"]
 
 
+def test_mask_share_near_a_target_counts_the_cells_around_it(known):
+    trajectory, _, _ = known
+    # The coarsest mask (4 x 3 cells of 16 x 16 input pixels) is lit at row 3 at step 0
+    # and row 2 at step 1; a target at the centre of cell (3, 0) with a radius of half
+    # a cell holds step 0's whole mask and none of step 1's.
+    target = np.tile([[7.5, 55.5]], (JOINTS, 1))
+    shares = trajectory.mask_mass_near(target, radius=8.0)
+    np.testing.assert_allclose(shares[0, 0], 1.0)
+    np.testing.assert_allclose(shares[1, 0], 0.0)
+    near = trajectory.cells_near(target, radius=8.0)
+    assert near[0][0].sum() == 1 and near[0][0][3, 0]
+    wide = trajectory.cells_near(target, radius=20.0)[0]
+    assert wide[0].sum() == 3  # the cell itself and its neighbours above and to the right
+    # Without ground truth the target is the final keypoints; hidden joints are NaN.
+    np.testing.assert_array_equal(trajectory.target(), trajectory.consensus_keypoints[-1])
+    visible = np.arange(JOINTS) % 2 == 0
+    truth = GroundTruth(keypoints=target, visible=visible)
+    assert np.isnan(trajectory.target(truth)[~visible]).all()
+    hidden = trajectory.mask_mass_near(trajectory.target(truth), 8.0)[:, :, ~visible]
+    np.testing.assert_array_equal(hidden, 0.0)  # no cell is near a missing point
+
+
 def test_a_uniform_mask_covers_the_whole_map():
     codec = make_codec()
     entries = fake_trajectory(codec, known_positions())
@@ -145,7 +167,14 @@ def test_a_uniform_mask_covers_the_whole_map():
         entry["masks"] = tuple(
             torch.full_like(mask, 1.0 / mask[0, 0, 0].numel()) for mask in entry["masks"]
         )
-    np.testing.assert_allclose(SearchTrajectory.from_trajectory(entries, codec).mask_area(), 1.0)
+    uniform = SearchTrajectory.from_trajectory(entries, codec)
+    np.testing.assert_allclose(uniform.mask_area(), 1.0)
+    # A uniform mask's share near a point is the share of cells near it.
+    target = known_positions()[-1]
+    shares = uniform.mask_mass_near(target, radius=10.0)
+    for scale, near in enumerate(uniform.cells_near(target, radius=10.0)):
+        expected = np.broadcast_to(near.mean(axis=(1, 2)), shares[:, scale].shape)
+        np.testing.assert_allclose(shares[:, scale], expected, rtol=1e-5)
 
 
 def test_a_trajectory_without_masks_is_refused():
@@ -217,7 +246,7 @@ def test_grid_has_a_row_per_step_and_draws_the_recorded_keypoints(known):
 def test_mask_panels_light_up_the_recorded_cell(known):
     trajectory, _, crop = known
     image, layout = render_search_grid(
-        trajectory, crop, POSETRACK, joint_panels=False, panel_height=128
+        trajectory, crop, POSETRACK, joint_panels=[], panel_height=128
     )
 
     def cell_centre(row: int, col: int, rows: int, cols: int) -> np.ndarray:

@@ -203,6 +203,61 @@ class SearchTrajectory:
             areas.append((np.exp(entropy) / flat.shape[-1]).mean(axis=1))
         return np.stack(areas, axis=1)
 
+    def target(self, ground_truth: GroundTruth | None = None) -> np.ndarray:
+        """[K, 2] where each joint should end up, input pixels: the visible ground-truth
+        keypoints (NaN for the others) when given, else the final step's keypoints."""
+        if ground_truth is None:
+            return self.consensus_keypoints[-1].astype(np.float64)
+        visible = np.asarray(ground_truth.visible, dtype=bool)[:, None]
+        return np.where(visible, ground_truth.keypoints.astype(np.float64), np.nan)
+
+    @property
+    def near_radius(self) -> float:
+        """The radius of "near the target" in the mask measures, input pixels: 1/8 of the
+        crop height (16 at 128 x 96: one cell of the coarsest 1/16 mask, about a head)."""
+        return self.input_size[0] / 8
+
+    def cells_near(self, points: np.ndarray, radius: float) -> tuple[np.ndarray, ...]:
+        """Per look-up scale, [K, h_s, w_s] bool: the mask cells whose centre lies within
+        ``radius`` input pixels of each joint's point.
+
+        Args:
+            points: [K, 2] x, y in input pixels (NaN: no cell is near).
+            radius: input pixels.
+        """
+        points = np.asarray(points, dtype=np.float64)
+        heat_h, heat_w = self.heatmap_size
+        near = []
+        for mask in self.masks:
+            rows, cols = mask.shape[-2:]
+            # Cell j pools heatmap pixels [j f, (j + 1) f): centre j f + (f - 1) / 2.
+            fy, fx = heat_h / rows, heat_w / cols
+            centre_y = (np.arange(rows) * fy + (fy - 1) / 2) / self.input_to_heatmap[1]
+            centre_x = (np.arange(cols) * fx + (fx - 1) / 2) / self.input_to_heatmap[0]
+            dy = centre_y[None, :, None] - points[:, 1, None, None]
+            dx = centre_x[None, None, :] - points[:, 0, None, None]
+            with np.errstate(invalid="ignore"):
+                near.append(dx**2 + dy**2 <= radius**2)
+        return tuple(near)
+
+    def mask_mass_near(self, points: np.ndarray, radius: float) -> np.ndarray:
+        """[S, n_scales, K] share of each joint's look-up mask within ``radius`` input
+        pixels of ``points`` (cell centres), averaged over the hypotheses.
+
+        With ``points`` the target keypoints this asks whether the look-up reads where
+        the joint is; a uniform mask scores the share of cells near the point, which
+        ``cells_near(points, radius)[s].mean((1, 2))`` gives.
+
+        Args:
+            points: [K, 2] x, y in input pixels (ground truth, or the final keypoints).
+            radius: input pixels.
+        """
+        shares = []
+        for mask, near in zip(self.masks, self.cells_near(points, radius), strict=True):
+            mass = (mask.astype(np.float64) * near[None, None]).sum(axis=(-2, -1))  # [S, G, K]
+            shares.append(mass.mean(axis=1))
+        return np.stack(shares, axis=1)
+
     def scale_names(self) -> list[str]:
         """Each look-up scale as a fraction of the input size, coarse to fine ("1/16")."""
         input_height = self.input_size[0]
@@ -299,15 +354,20 @@ def trajectory_record(
     compared with another ``predict`` call; derived measures are rounded.
 
     Returns:
-        {"metadata", "joint_names", "input_size", "coordinates", "steps": [per step:
+        {"metadata", "joint_names", "input_size", "mask_scales", "near_radius",
+        "near_target", "coordinates", "steps": [per step:
         "step", "t", "t_prev", "keypoints" [G][K][2], "scores" [G][K],
         "consensus_keypoints" [K][2], "consensus_scores" [K], "displacement" [K]
-        (null at the first step), "spread" [K], "mask_area" [scales][K],
+        (null at the first step), "spread" [K], "mask_area" [scales][K], "mask_near"
+        [scales][K] (share within ``near_radius`` of ``target``, null without one),
         "error" [K] (with ground truth)], "ground_truth"}.
     """
     displacement = trajectory.displacement()
     spread = trajectory.spread()
     mask_area = trajectory.mask_area()
+    target = trajectory.target(ground_truth)
+    mask_near = trajectory.mask_mass_near(target, trajectory.near_radius)
+    mask_near[:, :, ~np.isfinite(target).all(axis=1)] = np.nan
     steps = []
     for step in range(trajectory.num_steps):
         entry = {
@@ -321,6 +381,7 @@ def trajectory_record(
             "displacement": _rounded(displacement[step]),
             "spread": _rounded(spread[step]),
             "mask_area": _rounded(mask_area[step], 5),
+            "mask_near": _rounded(mask_near[step], 5),
         }
         if ground_truth is not None:
             entry["error"] = _rounded(ground_truth.error(trajectory.consensus_keypoints[step]))
@@ -330,6 +391,8 @@ def trajectory_record(
         "joint_names": list(skeleton.joint_names),
         "input_size": list(trajectory.input_size),
         "mask_scales": trajectory.scale_names(),
+        "near_radius": trajectory.near_radius,
+        "near_target": "final keypoints" if ground_truth is None else "ground truth",
         "coordinates": "x, y in pixels of the model input crop (input_size H, W)",
         "steps": steps,
         "ground_truth": None
@@ -362,7 +425,7 @@ def write_search_outputs(
     temporal: TemporalWeights | None = None,
     ground_truth: GroundTruth | None = None,
     joints: Sequence[int] | None = None,
-    joint_panels: bool = True,
+    joint_panels: Sequence[int] | None = None,
     animations: Sequence[str] = ("gif", "mp4"),
     panel_height: int = 128,
     metadata: Mapping[str, Any] | None = None,
@@ -384,7 +447,8 @@ def write_search_outputs(
         temporal: the aggregator's weights, for ``temporal.png``.
         ground_truth: target keypoints (input pixels) to draw and measure against.
         joints: the joints drawn and plotted (default: the skeleton's scored joints).
-        joint_panels: the grid gives every drawn joint a panel of its own.
+        joint_panels: the joints with a grid panel of their own (default: ``joints``;
+            ``[]`` for none).
         animations: any of "gif", "mp4".
         panel_height: pixels per panel of the grid (the animation uses 1.25x).
         metadata: written into ``trajectory.json`` as is.

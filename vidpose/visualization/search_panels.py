@@ -248,14 +248,13 @@ def _arrow(draw: ImageDraw.ImageDraw, start: np.ndarray, end: np.ndarray, colour
     draw.polygon(corners, fill=colour)
 
 
-def _combined(maps: np.ndarray, normalise: bool) -> np.ndarray:
-    """[K, h, w] -> [h, w]: max over the joints, each joint first scaled to peak 1 when
-    ``normalise`` (masks sum to 1, so their absolute values depend on the map size)."""
+def _combined(maps: np.ndarray) -> np.ndarray:
+    """[K, h, w] -> [h, w]: max over the joints, each joint first scaled to peak 1 (masks
+    sum to 1, so their absolute values depend on the map size; heatmap peaks differ
+    from joint to joint)."""
     maps = np.asarray(maps, dtype=np.float32)
-    if normalise:
-        peaks = maps.reshape(len(maps), -1).max(axis=1)
-        maps = maps / np.maximum(peaks, 1e-12)[:, None, None]
-    return maps.max(axis=0)
+    peaks = maps.reshape(len(maps), -1).max(axis=1)
+    return (maps / np.maximum(peaks, 1e-12)[:, None, None]).max(axis=0)
 
 
 @dataclass(frozen=True)
@@ -335,7 +334,9 @@ class StepPanels:
         self.palette = joint_palette(trajectory.num_joints)
         self.displacement = trajectory.displacement()
         self.spread = trajectory.spread()
-        self.mask_area = trajectory.mask_area()
+        target = trajectory.target(ground_truth)
+        self.mask_near = trajectory.mask_mass_near(target, trajectory.near_radius)
+        self.has_target = np.isfinite(target).all(axis=1)
         self.scale_names = trajectory.scale_names()
 
     # ------------------------------------------------------------------ helpers
@@ -371,9 +372,10 @@ class StepPanels:
 
     def mask_panel(self, step: int, scale: int) -> np.ndarray:
         """Where the look-up reads at ``scale``: each joint's mask (hypothesis mean)
-        scaled to peak 1, max over joints; caption: mean effective area."""
+        scaled to peak 1, max over joints; caption: the mean share of the masks within
+        ``near_radius`` of the target (ground truth, else the final keypoints)."""
         masks = self.trajectory.masks[scale][step].mean(axis=0)  # [K, h_s, w_s]
-        values = _combined(masks[self.joints], normalise=True)
+        values = _combined(masks[self.joints])
         drawn = resample_masks(
             values,
             self.trajectory.heatmap_size,
@@ -381,15 +383,20 @@ class StepPanels:
             self.trajectory.input_size,
             self.style.panel,
         )
-        area = float(np.mean(self.mask_area[step, scale, self.joints]))
-        caption = f"area {100 * area:.0f}%"
+        joints = [joint for joint in self.joints if self.has_target[joint]]
+        near = self.mask_near[step, scale, joints]
+        caption = f"near {100 * near.mean():.0f}%" if joints else ""
         return self._finish(overlay(self.background, drawn, cmap="viridis"), caption)
 
     def keypoint_panel(self, step: int) -> np.ndarray:
-        """The x0 estimate (hypothesis mean) with the decoded pose and, from the second
-        step on, arrows from the previous step's keypoints; caption: mean move."""
+        """The x0 estimate (hypothesis mean, each joint scaled to peak 1, max over joints)
+        with the decoded pose and, from the second step on, arrows from the previous
+        step's keypoints; caption: mean move."""
         heat = np.clip(self.trajectory.heatmaps[step], 0, 1).mean(axis=0)
-        image = Image.fromarray(overlay(self.background, self._heat(heat[self.joints]).max(axis=0)))
+        # Scaled per joint: where each joint is matters here; how sure the model is
+        # shows in the joint panels' captions and the curves.
+        combined = _combined(heat[self.joints])
+        image = Image.fromarray(overlay(self.background, self._heat(combined)))
         points = self._panel_points(self.trajectory.consensus_keypoints[step])
         if step > 0:
             # Arrows first: the joints drawn over them keep the arrow tips from hiding them.
@@ -441,9 +448,11 @@ class StepPanels:
         return self._finish(np.asarray(image), caption)
 
     def joint_panel(self, step: int, joint: int) -> np.ndarray:
-        """One joint: its x0 heatmap (hypothesis mean), the hypotheses' keypoints (white
-        dots) and the consensus keypoint (cyan); caption: name and score."""
+        """One joint: its x0 heatmap (hypothesis mean, scaled to peak 1), the hypotheses'
+        keypoints (white dots) and the consensus keypoint (cyan); caption: the peak value
+        before scaling (the consensus score)."""
         heat = np.clip(self.trajectory.heatmaps[step, :, joint], 0, 1).mean(axis=0)
+        heat = heat / max(float(heat.max()), 1e-6)
         image = Image.fromarray(overlay(self.background, self._heat(heat)))
         draw = ImageDraw.Draw(image)
         for point in self._panel_points(self.trajectory.keypoints[step, :, joint]):
@@ -464,12 +473,11 @@ class StepPanels:
             self.hypothesis_panel(step),
         ]
 
-    def column_titles(self, with_joints: bool) -> list[str]:
+    def column_titles(self, joint_panels: Sequence[int] = ()) -> list[str]:
+        """Titles of the summary columns, then of the ``joint_panels``."""
         titles = ["input x_t", *(f"mask {name}" for name in self.scale_names)]
         titles += ["x0, keypoints", f"{self.trajectory.num_hypotheses} hypotheses"]
-        if with_joints:
-            titles += [short_joint_name(self.skeleton.joint_names[j]) for j in self.joints]
-        return titles
+        return titles + [short_joint_name(self.skeleton.joint_names[j]) for j in joint_panels]
 
 
 # --------------------------------------------------------------------------- the grid
@@ -561,7 +569,7 @@ def render_search_grid(
     skeleton: Skeleton,
     *,
     joints: Sequence[int] | None = None,
-    joint_panels: bool = True,
+    joint_panels: Sequence[int] | None = None,
     ground_truth: GroundTruth | None = None,
     panel_height: int = 128,
 ) -> tuple[np.ndarray, GridLayout]:
@@ -571,8 +579,9 @@ def render_search_grid(
         trajectory: what the sampler recorded.
         crop: [H_in, W_in, 3] uint8 the key frame's crop.
         skeleton: limbs and names.
-        joints: the joints drawn (default: the skeleton's scored joints).
-        joint_panels: give every drawn joint a panel of its own after the summary panels.
+        joints: the joints drawn in the summary panels (default: the scored joints).
+        joint_panels: the joints with a panel of their own after the summary panels
+            (default: ``joints``; ``[]`` for none).
         ground_truth: target keypoints to draw (green crosses).
         panel_height: pixels per panel row.
 
@@ -581,14 +590,14 @@ def render_search_grid(
     """
     style = PanelStyle.for_height(panel_height, trajectory.input_size)
     panels = StepPanels(trajectory, crop, skeleton, style, joints=joints, ground_truth=ground_truth)
-    per_joint = panels.joints if joint_panels else []
+    per_joint = panels.joints if joint_panels is None else list(joint_panels)
     rows = [
         panels.summary_panels(step) + [panels.joint_panel(step, j) for j in per_joint]
         for step in range(trajectory.num_steps)
     ]
     layout = grid_layout(trajectory.num_steps, len(rows[0]), style)
     labels = [step_label(trajectory, step) for step in range(trajectory.num_steps)]
-    titles = panels.column_titles(with_joints=joint_panels)
+    titles = panels.column_titles(per_joint)
     return _assemble(rows, layout, titles, labels, style.font_size), layout
 
 
@@ -616,7 +625,7 @@ def render_step_frames(
         row = panels.summary_panels(step)
         layout = grid_layout(1, len(row), style)
         label = step_label(trajectory, step)
-        titles = panels.column_titles(with_joints=False)
+        titles = panels.column_titles()
         frames.append(_assemble([row], layout, titles, [label], style.font_size))
     return frames
 

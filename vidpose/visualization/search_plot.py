@@ -36,10 +36,12 @@ def plot_search_curves(
 ) -> Path:
     """Write a PNG of the per-step curves (one thin line per joint, the mean thick).
 
-    Panels: keypoint displacement since the previous step (from step 2 on), confidence
-    (heatmap maximum of the consensus), hypothesis spread (RMS distance to their mean),
-    effective look-up mask area per scale (mean over joints; 100% = reads everywhere),
-    and, with ``ground_truth``, the distance to the target keypoints.
+    Panels (2 x 3): keypoint displacement since the previous step (from step 2 on);
+    confidence (heatmap maximum of the consensus); hypothesis spread (RMS distance to
+    their mean); with ``ground_truth``, the distance to the target keypoints; the
+    effective look-up mask area per scale (mean over joints; 100% = reads everywhere);
+    the share of each mask within ``trajectory.near_radius`` of the target (ground
+    truth, else the final keypoints) per scale, dashed: a uniform mask's share.
 
     Args:
         trajectory: what the sampler recorded.
@@ -47,7 +49,7 @@ def plot_search_curves(
         path: the PNG file (parent folders are created).
         joints: joints to draw (default: the skeleton's scored joints).
         ground_truth: target keypoints in input pixels.
-        dpi: resolution (the figure is 10 x 5.6 inches, 12.5 x 5.6 with ground truth).
+        dpi: resolution of the 12.5 x 5.6 inch figure.
 
     Returns:
         ``path``.
@@ -66,32 +68,48 @@ def plot_search_curves(
         per_joint.append(
             ("distance to ground truth (px)", ground_truth.error(trajectory.consensus_keypoints))
         )
-    columns = 3 if ground_truth is not None else 2
-    figure = Figure(figsize=(12.5 if ground_truth is not None else 10, 5.6), dpi=dpi)
-    axes = figure.subplots(2, columns).ravel()
+    figure = Figure(figsize=(12.5, 5.6), dpi=dpi)
+    axes = figure.subplots(2, 3).ravel()
     for axis, (title, values) in zip(axes, per_joint, strict=False):
         for line, joint in enumerate(joints):
             axis.plot(steps, values[:, joint], color=palette[joint], lw=0.9, alpha=0.8,
                       label=names[line], marker=".", ms=3)  # fmt: skip
-        with np.errstate(invalid="ignore"):
-            mean = np.array(
-                [np.nan if np.isnan(row).all() else np.nanmean(row) for row in values[:, joints]]
-            )
-        axis.plot(steps, mean, color="black", lw=2.2, label="mean", marker="o", ms=4)
+        axis.plot(steps, _nanmean_rows(values[:, joints]), color="black", lw=2.2, label="mean",
+                  marker="o", ms=4)  # fmt: skip
         axis.set_title(title, fontsize=10)
+    used = list(axes[: len(per_joint)])
 
     area_axis = axes[len(per_joint)]
     areas = trajectory.mask_area()[:, :, joints].mean(axis=-1) * 100  # [S, scales]
-    for scale, name in enumerate(trajectory.scale_names()):
+    scale_names = trajectory.scale_names()
+    for scale, name in enumerate(scale_names):
         area_axis.plot(steps, areas[:, scale], lw=2, marker="o", ms=4, label=f"scale {name}")
-    area_axis.set_title("look-up mask area (% of map, mean over joints)", fontsize=10)
+    area_axis.set_title("look-up mask area (% of map)", fontsize=10)
     area_axis.set_ylim(0, 105)
-    area_axis.legend(fontsize=7, loc="upper right")
-    for axis in axes[len(per_joint) + 1 :]:
+    area_axis.legend(fontsize=7, loc="best")
+
+    near_axis = axes[len(per_joint) + 1]
+    target = trajectory.target(ground_truth)
+    radius = trajectory.near_radius
+    shares = trajectory.mask_mass_near(target, radius)[:, :, joints] * 100  # [S, scales, J]
+    chance = [
+        near[joints].mean(axis=(1, 2)) * 100 for near in trajectory.cells_near(target, radius)
+    ]
+    valid = np.isfinite(target[joints]).all(axis=1)
+    for scale, name in enumerate(scale_names):
+        colour = f"C{scale}"
+        near_axis.plot(steps, shares[:, scale, valid].mean(axis=-1), color=colour, lw=2,
+                       marker="o", ms=4, label=f"scale {name}")  # fmt: skip
+        near_axis.axhline(chance[scale][valid].mean(), color=colour, lw=1, ls="--")
+    which = "ground truth" if ground_truth is not None else "final keypoints"
+    near_axis.set_title(f"mask share within {radius:g}px of {which} (%)", fontsize=10)
+    near_axis.set_ylim(0, 105)
+    used += [area_axis, near_axis]
+    for axis in axes[len(used) :]:
         axis.axis("off")
 
     labels = [f"{s}\nt={t}" for s, t in zip(steps, trajectory.t, strict=True)]
-    for axis in axes[: len(per_joint) + 1]:
+    for axis in used:
         axis.set_xticks(steps, labels, fontsize=7)
         axis.set_xlim(0.7, trajectory.num_steps + 0.3)
         axis.grid(alpha=0.3)
@@ -100,11 +118,19 @@ def plot_search_curves(
     figure.legend(handles, legend_labels, loc="center right", fontsize=7, frameon=False)
     figure.suptitle(
         f"search over {trajectory.num_steps} steps, {trajectory.num_hypotheses} hypotheses "
-        "(step 1 has no previous keypoints)",
+        "(step 1 has no previous keypoints; dashed: a uniform mask)",
         fontsize=10,
     )
-    figure.tight_layout(rect=(0, 0, 0.88, 1))
+    figure.tight_layout(rect=(0, 0, 0.89, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi)
     return path
+
+
+def _nanmean_rows(values: np.ndarray) -> np.ndarray:
+    """[S, J] -> [S] mean over the finite entries of each row (NaN for a row with none)."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, values, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

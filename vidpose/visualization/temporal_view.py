@@ -76,7 +76,8 @@ class TemporalLayout:
         frames: T.
         panel: (height, width) of one frame.
         title: height of the title band.
-        bar: height of the weight band under each frame (bar and label).
+        bar: height of the weight band under each frame (bar and two lines of label).
+        bar_height: thickness of the bar itself.
         gap: pixels between frames.
     """
 
@@ -84,6 +85,7 @@ class TemporalLayout:
     panel: tuple[int, int]
     title: int
     bar: int
+    bar_height: int
     gap: int
 
     @property
@@ -101,7 +103,7 @@ class TemporalLayout:
         left = self.frame_left(index)
         top = self.title + self.panel[0] + 4
         length = round(self.panel[1] * abs(weight) / largest) if largest > 0 else 0
-        return left, top, left + length, top + max(4, self.bar // 3)
+        return left, top, left + length, top + self.bar_height
 
 
 def render_temporal_view(
@@ -156,7 +158,9 @@ def render_temporal_view(
             draw.rectangle((box[0], box[1], box[2] - 1, box[3] - 1), fill=colour)
         offset = temporal.offsets[index]
         name = "key frame" if offset == 0 else f"offset {offset:+d}"
-        draw.text((left, box[3] + 2), f"{name}  w = {weight:.3f}", fill=TEXT_COLOUR, font=font)
+        draw.multiline_text(
+            (left, box[3] + 2), f"{name}\nw = {weight:.3f}", fill=TEXT_COLOUR, font=font, spacing=2
+        )
     return np.asarray(canvas)
 
 
@@ -168,6 +172,8 @@ def temporal_layout(frames: int, input_size: tuple[int, int], panel_height: int)
         frames=frames,
         panel=(panel_height, width),
         title=round(font_size * 1.8),
-        bar=round(font_size * 2.6) + 6,
+        # gap, bar, gap, two lines of text (font size + line spacing), margin
+        bar=4 + max(4, font_size // 2) + 2 + 2 * (font_size + 3) + 4,
+        bar_height=max(4, font_size // 2),
         gap=6,
     )
