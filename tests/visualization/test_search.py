@@ -24,13 +24,13 @@ from vidpose.visualization.search import GroundTruth, SearchTrajectory, trajecto
 from vidpose.visualization.search_panels import (
     CONSENSUS_COLOUR,
     HYPOTHESIS_COLOUR,
-    SUMMARY_COLUMNS,
     PanelStyle,
     grid_layout,
     render_search_grid,
     render_step_frames,
     resample_heatmaps,
     resample_masks,
+    summary_column_count,
     to_panel,
     write_gif,
     write_mp4,
@@ -225,7 +225,7 @@ def test_grid_has_a_row_per_step_and_draws_the_recorded_keypoints(known):
     image, layout = render_search_grid(trajectory, crop, POSETRACK, joints=joints, panel_height=128)
     assert image.shape == (*layout.size, 3) and image.dtype == np.uint8
     assert layout.rows == STEPS
-    first_joint_column = len(SUMMARY_COLUMNS) + 2  # the mask column is one per scale
+    first_joint_column = summary_column_count(len(MASK_SIZES))
     assert layout.columns == first_joint_column + len(joints)
     panel = layout.panel
     for step in range(STEPS):
@@ -379,7 +379,7 @@ def test_cli_dataset_item_draws_the_trajectory_predict_returns(setup, tmp_path):
     }  # fmt: skip
 
     style = PanelStyle.for_height(64, INPUT)
-    layout = grid_layout(3, len(SUMMARY_COLUMNS) + 2 + len(POSETRACK.scored_indices), style)
+    layout = grid_layout(3, summary_column_count(3) + len(POSETRACK.scored_indices), style)
     with Image.open(out / "search_grid.png") as grid:
         assert grid.size == (layout.size[1], layout.size[0])
     with Image.open(out / "search.gif") as gif:

@@ -140,6 +140,7 @@ def track_box(path: str | os.PathLike, video: str, frame: int, track: int) -> np
     from vidpose.inference.person_boxes import read_detections
 
     table = read_detections(path, video=video)
+    # A DetectionTable answers from the file; the frame argument is not looked at.
     boxes, scores = table.boxes(frame, np.zeros((1, 1, 3), np.uint8))
     order = np.argsort(-scores, kind="stable")
     if not 0 <= track < len(order):

@@ -43,9 +43,11 @@ ARROW_COLOUR = (255, 255, 255)
 BACKGROUND = (24, 24, 24)
 TEXT_COLOUR = (235, 235, 235)
 
-# Summary columns of the grid, left to right (one mask column per look-up scale); the
-# joint panels follow them.
-SUMMARY_COLUMNS = ("x_t", "masks", "keypoints", "hypotheses")
+
+def summary_column_count(num_scales: int) -> int:
+    """Columns before the joint panels: x_t, one mask per look-up scale, keypoints,
+    hypotheses."""
+    return num_scales + 3
 
 
 # --------------------------------------------------------------------------- sampling maps
