@@ -167,3 +167,17 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, capsys):
     assert main(["config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"vidpose config: error: {path}: train.epochs: expected int, got str 'x'"
+
+
+def test_every_config_key_is_documented():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "configs.md").read_text()
+
+    def keys(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from keys(value, f"{prefix}{key}.")
+            else:
+                yield prefix + key
+
+    missing = [key for key in keys(to_dict(Config())) if f"`{key}`" not in docs]
+    assert not missing, f"docs/configs.md does not describe: {missing}"

@@ -127,25 +127,16 @@ def _add_test(subparsers: argparse._SubParsersAction) -> None:
 
         import torch
 
-        from vidpose.config import load_config
-        from vidpose.engine.checkpoint import load_checkpoint
         from vidpose.engine.evaluate import evaluate_model
-        from vidpose.models.build import build_model
+        from vidpose.inference.predictor import load_estimator
 
-        config = load_config(args.config, args.overrides)
         try:
-            checkpoint = load_checkpoint(args.checkpoint)
+            model, config = load_estimator(
+                args.checkpoint, config=args.config, overrides=args.overrides
+            )
         except (FileNotFoundError, ValueError) as error:
             raise CommandError(str(error)) from None
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model = build_model(config)
-        weights = checkpoint.ema if checkpoint.ema is not None else checkpoint.model
-        try:
-            model.load_state_dict(weights)
-        except RuntimeError as error:
-            raise CommandError(
-                f"{args.checkpoint} does not fit the model of {args.config}: {error}"
-            ) from None
         out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + "_predictions")
         result = evaluate_model(
             config,
@@ -644,8 +635,22 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo", help="synthetic data -> tiny model trained on CPU -> evaluation -> extraction"
     )
-    parser.add_argument("--out", default="outputs/demo")
-    parser.set_defaults(handler=_not_built("demo", 9))
+    parser.add_argument("--out", default="outputs/demo", help="output folder")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run of every stage in about a minute"
+    )
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+
+    def handler(args: argparse.Namespace) -> int:
+        from vidpose.demo import run_demo
+
+        try:
+            run_demo(args.out, quick=args.quick, device=args.device)
+        except (FileNotFoundError, RuntimeError) as error:
+            raise CommandError(str(error)) from None
+        return 0
+
+    parser.set_defaults(handler=handler)
 
 
 COMMANDS = (

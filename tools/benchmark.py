@@ -1,0 +1,368 @@
+"""vidpose benchmarks: speed, memory and accuracy tables (docs/benchmarks.md).
+
+    python tools/benchmark.py                      # every section
+    python tools/benchmark.py --only a,b           # some sections
+    python tools/benchmark.py --only e --train-steps 600
+
+Sections
+  a  extraction throughput: temporal diffusion (T=3, default S and G) vs the
+     single-frame heatmap baseline with the same backbone; cost of each extra step
+     and hypothesis; time split backbone / aggregator / pyramid / head.
+  b  the backbone's achieved GFLOP/s against the measured fp32 matmul peak.
+  c  peak memory of extraction, short video vs 10x longer (tools/bench_extract_memory.py).
+  d  training throughput vs data-loading throughput (the tiny demo config).
+  e  accuracy on a heavily occluded synthetic set, same backbone and budget:
+     temporal diffusion vs single-frame baseline vs temporal heatmap baseline;
+     PCKh on occluded joints; mAP against the number of steps S and hypotheses G.
+
+Every number is printed with the machine's thread count; results also go to
+--json (default benchmark_results.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from vidpose.config import load_config  # noqa: E402
+from vidpose.models.build import build_model  # noqa: E402
+
+# Extraction-scale model: ViT-S/16 at 256 x 192, T = 3 (the paper's input).
+VIT_S = [
+    "model.backbone.name=vit_small_patch16_224",
+    "model.backbone.embed_dim=384",
+    "model.backbone.depth=12",
+    "model.backbone.num_heads=6",
+    "data.input_size=[256,192]",
+    "model.decoder_dim=128",
+]
+
+
+def timed(function: Callable[[], object], *, repeat: int = 5, warmup: int = 1) -> float:
+    """Median seconds of ``function()`` over ``repeat`` runs."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def table(title: str, header: list[str], rows: list[list[object]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+    text = "\n".join(lines)
+    print("\n" + text, flush=True)
+    return text
+
+
+def vit_s_models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The temporal diffusion model (T = 3) and the single-frame heatmap baseline (T = 1),
+    both on ViT-S/16 at 256 x 192 with random weights (speed does not depend on them)."""
+    tiny = REPO / "configs/synthetic_tiny.yaml"
+    diffusion = load_config(tiny, [*VIT_S, "data.frame_offsets=[-1,0,1]"])
+    baseline = load_config(tiny, [*VIT_S, "data.frame_offsets=[0]", "model.head=heatmap"])
+    return build_model(diffusion).eval(), build_model(baseline).eval()
+
+
+@torch.no_grad()
+def section_a(batch: int) -> dict:
+    diffusion, baseline = vit_s_models()
+    clip = torch.randn(batch, 3, 3, 256, 192)
+    single = clip[:, 1:2].contiguous()
+    t_diffusion = timed(lambda: diffusion.predict(clip), repeat=3)
+    t_baseline = timed(lambda: baseline.predict(single), repeat=3)
+    results = {
+        "batch": batch,
+        "diffusion_person_frames_per_s": batch / t_diffusion,
+        "baseline_person_frames_per_s": batch / t_baseline,
+    }
+    rows = [
+        ["temporal diffusion (T=3, default S, G)", f"{batch / t_diffusion:.2f}", "1.00"],
+        [
+            "single-frame heatmap baseline (T=1)",
+            f"{batch / t_baseline:.2f}",
+            f"{t_diffusion / t_baseline:.2f}x faster",
+        ],  # fmt: skip
+    ]
+    results["table_throughput"] = table(
+        f"a. extraction model throughput, ViT-S/16 256x192, {batch} persons per batch",
+        ["model", "person-frames/s", "ratio"],
+        rows,
+    )
+
+    # time split: backbone / temporal aggregator / pyramid / head (default sampling)
+    tokens = diffusion.backbone(clip)
+    fused = diffusion.temporal(tokens)
+    features = diffusion.pyramid(fused)
+    parts = {
+        "backbone (3 frames)": timed(lambda: diffusion.backbone(clip), repeat=3),
+        "temporal aggregator": timed(lambda: diffusion.temporal(tokens), repeat=5),
+        "feature pyramid": timed(lambda: diffusion.pyramid(fused), repeat=5),
+        "diffusion head (sampling)": timed(
+            lambda: diffusion.predict_from_features(features), repeat=3
+        ),
+    }
+    total = sum(parts.values())
+    results["split_seconds"] = parts
+    results["table_split"] = table(
+        "a. time split of one batch",
+        ["stage", "ms per batch", "share"],
+        [[name, f"{1e3 * s:.1f}", f"{100 * s / total:.1f}%"] for name, s in parts.items()],
+    )
+
+    # cost of each extra step and hypothesis
+    step_rows, hyp_rows = [], []
+    for s in (1, 2, 3, 5, 8):
+        seconds = timed(lambda s=s: diffusion.predict_from_features(features, steps=s), repeat=3)
+        step_rows.append([s, f"{1e3 * seconds:.1f}"])
+    for g in (1, 2, 4, 8):
+        seconds = timed(
+            lambda g=g: diffusion.predict_from_features(features, hypotheses=g), repeat=3
+        )
+        hyp_rows.append([g, f"{1e3 * seconds:.1f}"])
+    step_cost = np.polyfit([r[0] for r in step_rows], [float(r[1]) for r in step_rows], 1)[0]
+    hyp_cost = np.polyfit([r[0] for r in hyp_rows], [float(r[1]) for r in hyp_rows], 1)[0]
+    results["ms_per_extra_step"] = step_cost
+    results["ms_per_extra_hypothesis"] = hyp_cost
+    results["backbone_ms"] = 1e3 * parts["backbone (3 frames)"]
+    table(f"a. head time vs steps S (default G), slope {step_cost:.1f} ms per step",
+          ["S", "ms per batch"], step_rows)  # fmt: skip
+    table(f"a. head time vs hypotheses G (default S), slope {hyp_cost:.1f} ms per hypothesis",
+          ["G", "ms per batch"], hyp_rows)  # fmt: skip
+    return results
+
+
+def matmul_peak(size: int = 2048) -> float:
+    """Measured fp32 matmul throughput (GFLOP/s): the machine's practical limit."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = timed(lambda: a @ b, repeat=10, warmup=2)
+    return 2 * size**3 / seconds / 1e9
+
+
+@torch.no_grad()
+def section_b(batches: list[int]) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    diffusion, _ = vit_s_models()
+    backbone = diffusion.backbone
+    peak = matmul_peak()
+    rows, results = [], {"matmul_peak_gflops": peak, "rows": []}
+    for batch in batches:
+        frames = torch.randn(batch, 1, 3, 256, 192)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            backbone(frames)
+        flops = counter.get_total_flops()
+        seconds = timed(lambda frames=frames: backbone(frames), repeat=3)
+        achieved = flops / seconds / 1e9
+        rows.append([batch, f"{flops / batch / 1e9:.2f}", f"{batch / seconds:.2f}",
+                     f"{achieved:.1f}", f"{100 * achieved / peak:.0f}%"])  # fmt: skip
+        results["rows"].append({"batch": batch, "gflops": achieved, "fraction": achieved / peak})
+    results["table"] = table(
+        f"b. ViT-S/16 backbone at 256x192 vs fp32 matmul peak {peak:.1f} GFLOP/s "
+        f"({torch.get_num_threads()} threads)",
+        ["images/batch", "GFLOP/img", "img/s", "GFLOP/s", "of peak"],
+        rows,
+    )
+    return results
+
+
+def section_c() -> dict:
+    script = REPO / "tools" / "bench_extract_memory.py"
+    output = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    print("\nc. extraction memory (tools/bench_extract_memory.py)\n" + output.stdout[-3000:])
+    if output.returncode:
+        print(output.stderr[-2000:])
+    return {"output": output.stdout[-3000:]}
+
+
+def section_d(work: Path, steps: int) -> dict:
+    from vidpose.data.clips import build_dataset_from_config
+    from vidpose.data.synthetic import generate_dataset
+    from vidpose.engine.trainer import train
+
+    root = work / "data_d"
+    if not root.exists():
+        generate_dataset(root, progress=False)
+    config = load_config(
+        REPO / "configs/synthetic_tiny.yaml",
+        [
+            f"data.root={root}",
+            f"train.max_steps={steps}",
+            "train.val_every=0",
+            "train.batch_size=16",
+            "train.log_every=1",
+        ],  # fmt: skip
+    )
+    dataset = build_dataset_from_config(config, "train")
+    dataset.set_epoch(0)
+    count = min(len(dataset), 160)
+    start = time.perf_counter()
+    for index in range(count):
+        dataset[index]
+    loading = count / (time.perf_counter() - start)
+    start = time.perf_counter()
+    train(config, work / "train_d", show_progress=False)
+    training = steps * 16 / (time.perf_counter() - start)
+    records = [json.loads(line) for line in (work / "train_d" / "metrics.jsonl").open()]
+    steady = float(np.median([r["clips_per_second"] for r in records[2:]]))
+    rows = [
+        ["data loading alone (1 process)", f"{loading:.1f}"],
+        ["training, end to end (loading in the loop)", f"{training:.1f}"],
+        ["training, median step after warm-up", f"{steady:.1f}"],
+    ]
+    return {
+        "loading_clips_per_s": loading,
+        "training_clips_per_s": training,
+        "table": table("d. tiny demo config, batch 16, T=3, 128x96", ["what", "clips/s"], rows),
+    }
+
+
+def occluded_pckh(predictions, videos) -> tuple[float, float, int, int]:
+    """PCKh@0.5 on joints hidden in the ground truth (v = 0 with coordinates) and on
+    visible ones, matching predictions to ground truth by track id (GT boxes)."""
+    truth = {}
+    for video in videos:
+        for frame in video.frames:
+            for person in frame.persons:
+                truth[(frame.image_id, person.track_id)] = person
+    hits = {True: [], False: []}
+    for prediction in predictions:
+        person = truth.get((prediction.image_id, prediction.track_id))
+        if person is None or person.head_box is None:
+            continue
+        head = 0.6 * np.linalg.norm(person.head_box[2:])
+        annotated = person.annotated
+        hidden = annotated & (person.keypoints[:, 2] == 0)
+        distance = np.linalg.norm(prediction.keypoints - person.keypoints[:, :2], axis=1) / head
+        for joint in np.flatnonzero(annotated):
+            hits[bool(hidden[joint])].append(distance[joint] <= 0.5)
+    occluded, visible = hits[True], hits[False]
+    return (100 * float(np.mean(occluded)) if occluded else float("nan"),
+            100 * float(np.mean(visible)), len(occluded), len(visible))  # fmt: skip
+
+
+def section_e(work: Path, steps: int) -> dict:
+    from vidpose.codecs.heatmap import build_codec
+    from vidpose.data.clips import build_dataset
+    from vidpose.data.posetrack import read_dataset
+    from vidpose.data.skeleton import get_skeleton
+    from vidpose.data.synthetic import generate_dataset
+    from vidpose.engine.evaluate import evaluate_model, predict_dataset
+    from vidpose.engine.trainer import train
+
+    root = work / "data_e"
+    if not root.exists():
+        generate_dataset(root, videos=16, frames=24, persons=2, occlusion=1.0, seed=7,
+                         progress=False)  # fmt: skip
+    variants = {
+        "temporal diffusion (T=3)": ["data.frame_offsets=[-1,0,1]"],
+        "single-frame heatmap baseline (T=1)": ["data.frame_offsets=[0]", "model.head=heatmap"],
+        "temporal heatmap baseline (T=3)": ["data.frame_offsets=[-1,0,1]", "model.head=heatmap"],
+    }
+    common = [f"data.root={root}", f"train.max_steps={steps}", "train.epochs=1000",
+              "train.val_every=0", "train.batch_size=16", "test.flip_test=false",
+              "test.batch_size=64"]  # fmt: skip
+    rows, results, trained = [], {}, {}
+    for name, overrides in variants.items():
+        config = load_config(REPO / "configs/synthetic_tiny.yaml", common + overrides)
+        work_dir = work / ("e_" + name.split(" (")[0].replace(" ", "_") + name[-4:-1])
+        start = time.perf_counter()
+        train(
+            config, work_dir, show_progress=False, resume=(work_dir / "latest.safetensors").exists()
+        )
+        minutes = (time.perf_counter() - start) / 60
+        model = build_model(config)
+        from vidpose.engine.checkpoint import load_checkpoint
+
+        model.load_state_dict(load_checkpoint(work_dir / "latest.safetensors").model)
+        evaluation = evaluate_model(config, model, out_dir=work_dir / "pred", show_progress=False)
+        videos = read_dataset(config.data.format, config.data.root, config.data.val_annotations)
+        dataset = build_dataset(config, "val", videos)
+        predictions = predict_dataset(model, dataset, codec=build_codec(config.data),
+                                      skeleton=get_skeleton("posetrack"), batch_size=64,
+                                      device=torch.device("cpu"), show_progress=False)  # fmt: skip
+        occluded, visible, n_occluded, n_visible = occluded_pckh(predictions, videos)
+        trained[name] = (config, model)
+        results[name] = {"mAP": evaluation.main_metric, "occluded_pckh": occluded,
+                         "visible_pckh": visible, "train_minutes": minutes}  # fmt: skip
+        rows.append([name, f"{evaluation.main_metric:.1f}", f"{occluded:.1f} ({n_occluded})",
+                     f"{visible:.1f} ({n_visible})", f"{minutes:.1f}"])  # fmt: skip
+    results["table"] = table(
+        f"e. heavy occlusion (occlusion=1.0), {steps} training steps of 16 clips each",
+        ["model", "mAP", "PCKh occluded (joints)", "PCKh visible (joints)", "train min"],
+        rows,
+    )
+    config, model = trained["temporal diffusion (T=3)"]
+    sweep = []
+    for s in (1, 2, 3, 5):
+        row = [s]
+        for g in (1, 2, 4, 8):
+            evaluation = evaluate_model(
+                config, model, out_dir=work / "sweep", steps=s, hypotheses=g,
+                flip_test=False, show_progress=False,
+            )  # fmt: skip
+            row.append(f"{evaluation.main_metric:.1f}")
+        sweep.append(row)
+    results["sweep"] = sweep
+    results["table_sweep"] = table(
+        "e. temporal diffusion mAP vs steps S (rows) and hypotheses G (columns)",
+        ["S", "G=1", "G=2", "G=4", "G=8"],
+        sweep,
+    )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--only", default="a,b,c,d,e", help="comma-separated sections")
+    parser.add_argument("--batch", type=int, default=8, help="persons per batch (a)")
+    parser.add_argument("--train-steps", type=int, default=600, help="training steps (e)")
+    parser.add_argument("--work", help="scratch folder (default: a temporary one)")
+    parser.add_argument("--json", default="benchmark_results.json")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sections = args.only.split(",")
+    work = Path(args.work or tempfile.mkdtemp(prefix="vidpose_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, scratch {work}")
+    results = {}
+    if "a" in sections:
+        results["a"] = section_a(args.batch)
+    if "b" in sections:
+        results["b"] = section_b([1, 8, 24])
+    if "c" in sections:
+        results["c"] = section_c()
+    if "d" in sections:
+        results["d"] = section_d(work, steps=40)
+    if "e" in sections:
+        results["e"] = section_e(work, args.train_steps)
+    Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
