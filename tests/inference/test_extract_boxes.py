@@ -53,6 +53,8 @@ def test_coco_results_with_posetrack_ids_are_filtered_to_the_video(tmp_path):
     assert boxes_of(table, 3) == ([[1, 1, 10, 20]], [1.0])
     with pytest.raises(AnnotationError, match="2 PoseTrack videos.*'my_clip'"):
         read_detections(path, video="my_clip")
+    with pytest.raises(AnnotationError, match="no detections for video '000002_mpii_test'"):
+        read_detections(path, video="000002_mpii_test")
 
 
 def test_mot_text_frames_are_one_based(tmp_path):

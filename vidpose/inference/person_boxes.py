@@ -210,6 +210,13 @@ def _read_coco_results(path: Path, shown: str, video: str | None) -> list[_Row]:
                 f"say which one (expected a name like 012834_mpii_test)"
             )
         wanted = keys[0]
+    if wanted not in keys:
+        # Most likely the detections of another split or dataset: say so rather than
+        # extracting a video with nobody in it.
+        raise AnnotationError(
+            f"{shown}: no detections for video {video!r} (image ids {wanted}xxxx); the file "
+            f"holds {len(keys)} other PoseTrack videos, e.g. image ids {keys[0]}xxxx"
+        )
     return [
         (image_id % 10**4, box.bbox, box.score)
         for image_id, boxes in by_image.items()
