@@ -341,6 +341,8 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device == "cuda" and world_size > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"  # one device per process
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise CommandError(f"--device {device}: CUDA is not available in this torch build")
         try:
             model, config = load_estimator(args.checkpoint, config=args.config)
             predictor = build_predictor(
