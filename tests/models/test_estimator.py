@@ -239,8 +239,13 @@ class OracleDenoiser(nn.Module):
         super().__init__()
         self.x0 = targets.repeat_interleave(hypotheses, dim=0)  # sample-major folding
         self.calls: list[int] = []
+        self.prepare_calls = 0
 
-    def forward(self, x_t, t, features) -> DenoiserOutput:
+    def prepare(self, features):
+        self.prepare_calls += 1
+        return tuple(level[:, :1] for level in features)
+
+    def forward(self, x_t, t, features, prepared=None) -> DenoiserOutput:
         self.calls.append(int(t[0]))
         assert torch.all(t == t[0])
         masks = tuple(torch.zeros(x_t.shape[0], K, *level.shape[-2:]) for level in features)
@@ -260,13 +265,29 @@ def test_sampling_with_an_oracle_denoiser_returns_x0(diffusion_model, clip, step
             frames, steps=steps, hypotheses=hypotheses, eta=0.0, init=init
         )
         calls = head.denoiser.calls
+        prepare_calls = head.denoiser.prepare_calls
     finally:
         head.denoiser = real
     start = 999 if init == "noise" else 500
     assert calls == [t for t, _ in ddim_timesteps(start, steps)]
+    assert prepare_calls == 1  # the feature-only work: once per clip, whatever S and G
     assert torch.equal(result["hypothesis_heatmaps"], targets[:, None].expand(-1, 3, -1, -1, -1))
     # the mean of three equal float32 maps can differ from them in the last bit
     torch.testing.assert_close(result["heatmaps"], targets, atol=1e-7, rtol=0)
+
+
+def test_prepared_features_give_the_same_estimate_as_computing_them_inside(diffusion_model, clip):
+    frames, targets = clip
+    denoiser = diffusion_model.head.denoiser
+    with torch.no_grad():
+        features = diffusion_model.encode(frames)
+        x_t = diffusion_model.head.process.to_signal(targets)
+        t = torch.tensor([10, 500, 990])  # one time step per sample (B = 3)
+        inside = denoiser(x_t, t, features)
+        shared = denoiser(x_t, t, features, denoiser.prepare(features))
+    torch.testing.assert_close(shared.heatmaps, inside.heatmaps, rtol=0, atol=0)
+    for a, b in zip(shared.masks, inside.masks, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_the_denoiser_reads_x_t_through_its_masks(diffusion_model, clip, generator):

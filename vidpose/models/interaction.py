@@ -73,6 +73,13 @@ class CorrelationFuse(nn.Module):
     3x3 convolution over [features, similarities] gives the K output maps. No
     heatmap enters the convolution, only what the masks looked up.
 
+    Encode once, decode many: the convolution is linear, so its feature half
+    (D -> D channels, the expensive part) is computed once per clip by
+    :meth:`prepare`, and every denoising step and hypothesis adds only its K-channel
+    similarity half. The time embedding tau, added uniformly to the features,
+    contributes the constant conv(tau) = (sum over the kernel window of W) tau,
+    exact everywhere but in the one-pixel border where zero padding cuts the window.
+
     Args:
         channels: D.
         num_joints: K.
@@ -80,6 +87,7 @@ class CorrelationFuse(nn.Module):
 
     def __init__(self, *, channels: int, num_joints: int) -> None:
         super().__init__()
+        self.channels = channels
         self.to_kernel = nn.Linear(channels, channels)
         self.fuse = nn.Sequential(
             nn.Conv2d(channels + num_joints, channels, kernel_size=3, padding=1, bias=False),
@@ -89,12 +97,32 @@ class CorrelationFuse(nn.Module):
         )
         init_output_conv(self.fuse[-1])
 
-    def forward(self, features: torch.Tensor, joints: torch.Tensor) -> torch.Tensor:
-        """Args: features [B, D, h, w]; joints [B, K, D]. Returns: maps [B, K, h, w]."""
+    def prepare(self, features: torch.Tensor) -> torch.Tensor:
+        """The step-independent part: [B, D, h, w] -> [B, D, h, w] (once per clip)."""
+        weight = self.fuse[0].weight[:, : self.channels]
+        return F.conv2d(features, weight, padding=1)
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        joints: torch.Tensor,
+        time: torch.Tensor,
+        prepared: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Args: features [B, D, h, w]; joints [B, K, D]; time [B, D] (the level's time
+        embedding); prepared: :meth:`prepare` of the features, or None to compute it.
+        Returns: maps [B, K, h, w]."""
+        prepared = self.prepare(features) if prepared is None else prepared
         kernels = self.to_kernel(joints)  # [B, K, D]
+        # <kernel, feature + tau> = <kernel, feature> + <kernel, tau>
         similarity = torch.einsum("bkd,bdhw->bkhw", kernels, features)
-        similarity = similarity / math.sqrt(features.shape[1])
-        return self.fuse(torch.cat([features, similarity], dim=1))
+        similarity = similarity + torch.einsum("bkd,bd->bk", kernels, time)[..., None, None]
+        similarity = similarity / math.sqrt(self.channels)
+        conv = self.fuse[0]
+        hidden = prepared + F.conv2d(similarity, conv.weight[:, self.channels :], padding=1)
+        time_term = time @ conv.weight[:, : self.channels].sum(dim=(2, 3)).T  # [B, D]
+        hidden = hidden + time_term[..., None, None]
+        return self.fuse[1:](hidden)
 
 
 class AttentionLookup(nn.Module):
@@ -129,16 +157,25 @@ class AttentionLookup(nn.Module):
         )
         self.fuse = CorrelationFuse(channels=channels, num_joints=num_joints)
 
-    def forward(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Args: features [B, D, h, w]; masks [B, K, h, w]. Returns: maps [B, K, h, w]."""
-        tokens = self.token_norm(rearrange(features, "b d h w -> b (h w) d"))  # [B, N, D]
-        joints = look_up(features, masks) + self.joint_embedding  # [B, K, D]
+    def forward(
+        self,
+        features: torch.Tensor,
+        masks: torch.Tensor,
+        time: torch.Tensor,
+        prepared: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Args: features [B, D, h, w]; masks [B, K, h, w]; time [B, D]; prepared: the
+        fuse's precomputed part or None. Returns: maps [B, K, h, w]."""
+        conditioned = features + time[:, :, None, None]  # the coarsest level is small
+        tokens = self.token_norm(rearrange(conditioned, "b d h w -> b (h w) d"))  # [B, N, D]
+        # masks sum to 1 over space, so looking up features + tau adds tau to each joint
+        joints = look_up(features, masks) + time[:, None] + self.joint_embedding  # [B, K, D]
         query = self.cross_norm(joints)
         joints = joints + self.cross_attention(query, tokens, tokens, need_weights=False)[0]
         query = self.self_norm(joints)
         joints = joints + self.self_attention(query, query, query, need_weights=False)[0]
         joints = joints + self.mlp(self.mlp_norm(joints))
-        return self.fuse(features, joints)
+        return self.fuse(features, joints, time, prepared)
 
 
 class ConvLookup(nn.Module):
@@ -154,9 +191,17 @@ class ConvLookup(nn.Module):
         self.joint_embedding = nn.Parameter(torch.randn(num_joints, channels) * 0.02)
         self.fuse = CorrelationFuse(channels=channels, num_joints=num_joints)
 
-    def forward(self, features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """Args: features [B, D, h, w]; masks [B, K, h, w]. Returns: maps [B, K, h, w]."""
-        return self.fuse(features, look_up(features, masks) + self.joint_embedding)
+    def forward(
+        self,
+        features: torch.Tensor,
+        masks: torch.Tensor,
+        time: torch.Tensor,
+        prepared: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Args: features [B, D, h, w]; masks [B, K, h, w]; time [B, D]; prepared: the
+        fuse's precomputed part or None. Returns: maps [B, K, h, w]."""
+        joints = look_up(features, masks) + time[:, None] + self.joint_embedding
+        return self.fuse(features, joints, time, prepared)
 
 
 class MultiScaleLookup(nn.Module):
@@ -189,14 +234,26 @@ class MultiScaleLookup(nn.Module):
         )
         self.log_mask_gain = nn.Parameter(torch.full((num_scales,), math.log(mask_gain)))
 
+    def prepare(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """What does not depend on x_t or t, per level (compute once per clip)."""
+        return tuple(
+            scale.fuse.prepare(level) for scale, level in zip(self.scales, features, strict=True)
+        )
+
     def forward(
-        self, x_t: torch.Tensor, features: Sequence[torch.Tensor]
+        self,
+        x_t: torch.Tensor,
+        features: Sequence[torch.Tensor],
+        times: Sequence[torch.Tensor],
+        prepared: Sequence[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Interact at every scale and sum.
 
         Args:
             x_t: [B, K, H, W] heatmaps in signal space (H x W = finest level's size).
             features: pyramid levels coarse to fine, [B, D, h_s, w_s].
+            times: per level, [B, D] the time embedding added to that level.
+            prepared: :meth:`prepare` of the features, or None to compute it here.
 
         Returns:
             maps: [B, K, H, W] the sum of the upsampled per-scale maps.
@@ -209,9 +266,10 @@ class MultiScaleLookup(nn.Module):
         output_size = x_t.shape[-2:]
         total = None
         masks = []
+        prepared = self.prepare(features) if prepared is None else prepared
         for index, (scale, level) in enumerate(zip(self.scales, features, strict=True)):
             mask = heatmap_masks(x_t, level.shape[-2:], self.log_mask_gain[index].exp())
-            maps = scale(level, mask)
+            maps = scale(level, mask, times[index], prepared[index])
             if maps.shape[-2:] != output_size:
                 maps = F.interpolate(maps, size=output_size, mode="bilinear", align_corners=False)
             total = maps if total is None else total + maps

@@ -72,8 +72,20 @@ class HeatmapDenoiser(nn.Module):
             mask_gain=5.0 / signal_scale,
         )
 
+    def prepare(self, features: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """The part of the computation that depends on the features alone, per level.
+
+        Sampling calls this once per clip and passes the result to every step and
+        hypothesis (see ``CorrelationFuse``): it is most of the denoiser's work.
+        """
+        return self.interaction.prepare(features)
+
     def forward(
-        self, x_t: torch.Tensor, t: torch.Tensor, features: Sequence[torch.Tensor]
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        features: Sequence[torch.Tensor],
+        prepared: Sequence[torch.Tensor] | None = None,
     ) -> DenoiserOutput:
         """Estimate x0.
 
@@ -82,14 +94,15 @@ class HeatmapDenoiser(nn.Module):
             t: [B] integer time steps.
             features: pyramid levels coarse to fine, [B, D, h_s, w_s]; the finest is
                 H x W.
+            prepared: :meth:`prepare` of the features (same batch), or None.
 
         Returns:
             :class:`DenoiserOutput` (heatmaps [B, K, H, W], masks per level).
         """
         time = self.time_mlp(timestep_embedding(t, self.channels).to(features[0].dtype))
-        conditioned = [
-            level + project(time)[:, :, None, None]  # [B, D, 1, 1] broadcast over h, w
-            for level, project in zip(features, self.time_to_level, strict=True)
-        ]
-        heatmaps, masks = self.interaction(x_t, conditioned)
+        # Each level is conditioned on its projection of the time embedding, added
+        # uniformly over h x w; the interaction applies it without materialising
+        # features + tau, so the feature-only work can be shared by every step.
+        times = [project(time) for project in self.time_to_level]  # [B, D] per level
+        heatmaps, masks = self.interaction(x_t, features, times, prepared)
         return DenoiserOutput(heatmaps=heatmaps, masks=masks)

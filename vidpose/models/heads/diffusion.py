@@ -193,16 +193,18 @@ class DiffusionHead(nn.Module):
             x0 = x0.unsqueeze(1).expand(batch, *per_sample).flatten(0, 1)
             t_start = torch.full((folded,), start, dtype=torch.long, device=coarse.device)
             x_start = self.process.q_sample(x0, t_start, x_start)
-        # Hypotheses are folded into the batch; the features are repeated (one copy
-        # per call), never recomputed.
-        folded_features = [
-            level.unsqueeze(1).expand(batch, hypotheses, *level.shape[1:]).flatten(0, 1)
-            for level in features
-        ]
+
+        # Hypotheses are folded into the batch; the features, and the denoiser's
+        # feature-only work (computed here once per clip), are repeated, never recomputed.
+        def fold(level: torch.Tensor) -> torch.Tensor:
+            return level.unsqueeze(1).expand(batch, hypotheses, *level.shape[1:]).flatten(0, 1)
+
+        folded_features = [fold(level) for level in features]
+        folded_prepared = [fold(part) for part in self.denoiser.prepare(features)]
 
         def denoise(x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, dict[str, Any]]:
             t_batch = torch.full((folded,), t, dtype=torch.long, device=x_t.device)
-            estimate = self.denoiser(x_t, t_batch, folded_features)
+            estimate = self.denoiser(x_t, t_batch, folded_features, folded_prepared)
             heatmaps = estimate.heatmaps.float()
             # Clamp x0 to the data range before the update (as DDPM/DDIM code clips x0
             # to [-1, 1]): an out-of-range estimate would push x_t off the data manifold.
