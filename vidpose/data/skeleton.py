@@ -114,6 +114,13 @@ _GROUPS = {
     "Ankl": (15, 16),
 }
 
+# Slots 3-16 mean the same joints in COCO and PoseTrack.
+_EARS_AND_BODY = (
+    "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee",
+    "left_ankle", "right_ankle",
+)  # fmt: skip
+
 _POSETRACK_LIMBS = ((0, 1), (0, 2), (1, 5), (1, 6), *_BODY_LIMBS)
 _COCO_LIMBS = ((0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), *_BODY_LIMBS)
 
@@ -123,25 +130,7 @@ _COCO_LIMBS = ((0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6), *_BODY_LIMBS)
 # COCO joints (nose for the head points, ears for the unused slots).
 POSETRACK = Skeleton(
     name="posetrack",
-    joint_names=(
-        "nose",
-        "head_bottom",
-        "head_top",
-        "left_ear",
-        "right_ear",
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
-    ),
+    joint_names=("nose", "head_bottom", "head_top", *_EARS_AND_BODY),
     flip_pairs=((3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
     limbs=_POSETRACK_LIMBS,
     sigmas=(0.026, 0.079, 0.025, *_COCO_SIGMAS[3:]),
@@ -153,25 +142,7 @@ POSETRACK = Skeleton(
 
 COCO = Skeleton(
     name="coco",
-    joint_names=(
-        "nose",
-        "left_eye",
-        "right_eye",
-        "left_ear",
-        "right_ear",
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
-    ),
+    joint_names=("nose", "left_eye", "right_eye", *_EARS_AND_BODY),
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
     limbs=_COCO_LIMBS,
     sigmas=_COCO_SIGMAS,
