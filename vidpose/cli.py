@@ -122,11 +122,11 @@ def _add_test(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
     def handler(args: argparse.Namespace) -> int:
-        import json
         from pathlib import Path
 
         import torch
 
+        from vidpose.data.json_fields import write_json_atomic
         from vidpose.engine.evaluate import evaluate_model
         from vidpose.inference.predictor import load_estimator
 
@@ -151,7 +151,7 @@ def _add_test(subparsers: argparse._SubParsersAction) -> None:
         print(result.table)
         print(f"predictions: {result.prediction_dir} (boxes: {result.boxes})")
         if args.json:
-            Path(args.json).write_text(json.dumps(result.summary, indent=2))
+            write_json_atomic(args.json, result.summary)
         return 0
 
     parser.set_defaults(handler=handler)
