@@ -157,3 +157,22 @@ def test_forked_dataloader_workers_read_frames(video: Path) -> None:
     )
     frames = torch.cat(list(loader)).numpy()
     np.testing.assert_array_equal(frames, expected)
+
+
+def test_counting_then_streaming_opens_the_video_once(
+    video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vidpose.data.frames as frames_module
+
+    opened = []
+    real = frames_module._DecordReader
+
+    def counting_reader(*args, **kwargs):
+        opened.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(frames_module, "_DecordReader", counting_reader)
+    source = VideoFileSource(video, backend="decord")
+    assert len(source) == NUM_FRAMES
+    assert sum(1 for _ in source) == NUM_FRAMES
+    assert len(opened) == 1

@@ -193,13 +193,11 @@ class VideoFileSource:
         return self._reader
 
     def __len__(self) -> int:
+        # The reader opened for counting stays open for the reads that follow (a
+        # video is opened, and with PyAV demuxed, once); a worker forked afterwards
+        # parks it and opens its own, like any reader opened in the parent.
         if self._length is None:
-            had_reader = self._reader is not None and self._reader_pid == os.getpid()
             self._length = len(self._open(None))
-            if not had_reader:
-                # Counting alone should not leave a decoder open in this process: a
-                # DataLoader forked afterwards would inherit it (see the module docstring).
-                self._reader, self._reader_pid = None, None
         return self._length
 
     def __getitem__(self, index: int) -> np.ndarray:
