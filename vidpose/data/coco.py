@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from vidpose.data.json_fields import AnnotationError, FieldReader, load_json, shown_path
+from vidpose.data.json_fields import (
+    AnnotationError,
+    FieldReader,
+    annotation_reader,
+    load_json,
+    shown_path,
+)
 from vidpose.data.records import FrameRecord, PersonAnnotation, VideoRecord
 
 _NUM_SLOTS = 17
@@ -81,17 +87,7 @@ def read_coco(
         names[frame.video] = frame.image_id
 
     for position, annotation in enumerate(top.objects("annotations")):
-        what = f"annotation #{position}"
-        if isinstance(annotation, dict) and isinstance(annotation.get("id"), int):
-            what = f"annotation {annotation['id']}"
-        reader = FieldReader(annotation, file=shown, what=what)
-        image_id = reader.integer("image_id")
-        if image_id not in frames:
-            raise reader.error(
-                "image_id",
-                f"is {image_id}, which no image in 'images' has",
-                "the id of a listed image",
-            )
+        reader, image_id = annotation_reader(annotation, position, shown, frames)
         category = reader.integer("category_id", default=None)
         if keypoint_categories and category is not None and category not in keypoint_categories:
             raise reader.error(

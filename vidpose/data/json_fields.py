@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +204,25 @@ def write_json_atomic(path: Path, content: Any) -> Path:
         if temporary.exists():
             temporary.unlink()
     return path
+
+
+def annotation_reader(
+    annotation: Any, position: int, file: str, image_ids: Container[int]
+) -> tuple[FieldReader, int]:
+    """A reader for one entry of a COCO-style ``annotations`` list, and its image id.
+
+    The entry is named by its ``id`` when it has one (else by its position), and its
+    ``image_id`` must be one of ``image_ids`` (the file's listed images).
+    """
+    what = f"annotation #{position}"
+    if isinstance(annotation, dict) and isinstance(annotation.get("id"), int):
+        what = f"annotation {annotation['id']}"
+    reader = FieldReader(annotation, file=file, what=what)
+    image_id = reader.integer("image_id")
+    if image_id not in image_ids:
+        raise reader.error(
+            "image_id",
+            f"is {image_id}, which no image in 'images' has",
+            "the id of a listed image",
+        )
+    return reader, image_id

@@ -45,6 +45,7 @@ import numpy as np
 from vidpose.data.json_fields import (
     AnnotationError,
     FieldReader,
+    annotation_reader,
     describe,
     load_json,
     shown_path,
@@ -179,17 +180,7 @@ def read_posetrack_file(
         listed.setdefault(item.video_key, []).append(item)
 
     for position, annotation in enumerate(annotations):
-        what = f"annotation #{position}"
-        if isinstance(annotation, dict) and isinstance(annotation.get("id"), int):
-            what = f"annotation {annotation['id']}"
-        reader = FieldReader(annotation, file=shown, what=what)
-        image_id = reader.integer("image_id")
-        if image_id not in by_id:
-            raise reader.error(
-                "image_id",
-                f"is {image_id}, which no image in 'images' has",
-                "the id of a listed image",
-            )
+        reader, image_id = annotation_reader(annotation, position, shown, by_id)
         by_id[image_id].record.persons.append(_read_person(reader, slot_of_column))
 
     for items in listed.values():
