@@ -4,7 +4,7 @@
         --config configs/synthetic_tiny.yaml --set data.root=data/synthetic --summary-items 200
 
 Runs ``vidpose visualize``'s library path (``clip_from_dataset`` -> ``sample_search`` ->
-``write_search_outputs``) into a temporary folder, then copies the grid, the GIF, the
+``write_clip_search``) into a temporary folder, then copies the grid, the GIF, the
 curves and the temporal view to ``--out`` as ``search_*`` files, the PNGs reduced to a
 256-colour palette so the docs stay small.
 """
@@ -27,10 +27,8 @@ from vidpose.visualization.search import (
     GroundTruth,
     SearchTrajectory,
     sample_search,
-    write_search_outputs,
 )
-from vidpose.visualization.search_input import clip_from_dataset
-from vidpose.visualization.temporal_view import TemporalWeights
+from vidpose.visualization.search_input import clip_from_dataset, write_clip_search
 
 FIGURES = {
     "search_grid.png": "search_grid.png",
@@ -69,14 +67,12 @@ def main() -> None:
         model, clip.frames, codec, steps=args.steps, hypotheses=args.hypotheses, seed=args.seed
     )
     with tempfile.TemporaryDirectory() as folder:
-        written = write_search_outputs(
+        written = write_clip_search(
             folder,
             trajectory,
-            clip.crops,
-            skeleton,
-            key_index=clip.key_index,
-            temporal=TemporalWeights.from_module(model.temporal, config.data.frame_offsets),
-            ground_truth=clip.ground_truth,
+            clip,
+            model,
+            config,
             joint_panels=[skeleton.index(name) for name in args.joints.split(",")],
             animations=("gif",),
             panel_height=args.panel_height,

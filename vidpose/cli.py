@@ -457,13 +457,13 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
         from vidpose.data.json_fields import AnnotationError
         from vidpose.data.skeleton import get_skeleton
         from vidpose.inference.predictor import build_predictor, load_estimator
-        from vidpose.visualization.search import sample_search, write_search_outputs
+        from vidpose.visualization.search import sample_search
         from vidpose.visualization.search_input import (
             SearchInputError,
             clip_from_dataset,
             clip_from_video,
+            write_clip_search,
         )
-        from vidpose.visualization.temporal_view import TemporalWeights
 
         if args.dataset is not None and args.index is None:
             raise CommandError("--dataset needs --index (the item of the validation set)")
@@ -540,14 +540,12 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
             "box": clip.box.tolist(),
             "inverse_affine": clip.inverse_affine.tolist(),
         }
-        written = write_search_outputs(
+        written = write_clip_search(
             out,
             trajectory,
-            clip.crops,
-            skeleton,
-            key_index=clip.key_index,
-            temporal=TemporalWeights.from_module(model.temporal, config.data.frame_offsets),
-            ground_truth=clip.ground_truth,
+            clip,
+            model,
+            config,
             joint_panels=joint_panels,
             animations=animations,
             panel_height=args.panel_height,

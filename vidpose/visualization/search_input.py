@@ -22,8 +22,10 @@ import numpy as np
 import torch
 
 from vidpose.codecs.geometry import invert_affine
+from vidpose.data.skeleton import get_skeleton
 from vidpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vidpose.visualization.search import GroundTruth
+from vidpose.visualization.search import GroundTruth, SearchTrajectory, write_search_outputs
+from vidpose.visualization.temporal_view import TemporalWeights
 
 if TYPE_CHECKING:
     from vidpose.config import Config
@@ -283,4 +285,27 @@ def clip_from_video(
             "box": [float(value) for value in box],
             "box_source": how,
         },
+    )
+
+
+def write_clip_search(
+    out: str | os.PathLike,
+    trajectory: SearchTrajectory,
+    clip: SearchClip,
+    model: torch.nn.Module,
+    config: Config,
+    **options: Any,
+) -> dict[str, Path]:
+    """``write_search_outputs`` for one clip: its crops, key frame and ground truth,
+    the config's skeleton and the model's temporal weights; ``options`` pass through
+    (joint_panels, animations, panel_height, metadata)."""
+    return write_search_outputs(
+        out,
+        trajectory,
+        clip.crops,
+        get_skeleton(config.data.skeleton),
+        key_index=clip.key_index,
+        temporal=TemporalWeights.from_module(model.temporal, config.data.frame_offsets),
+        ground_truth=clip.ground_truth,
+        **options,
     )
