@@ -264,13 +264,11 @@ def occluded_pckh(predictions, videos) -> tuple[float, float, int, int]:
 
 
 def section_e(work: Path, steps: int) -> dict:
-    from vidpose.codecs.heatmap import build_codec
-    from vidpose.data.clips import build_dataset
     from vidpose.data.posetrack import read_dataset
-    from vidpose.data.skeleton import get_skeleton
     from vidpose.data.synthetic import generate_dataset
-    from vidpose.engine.evaluate import evaluate_model, predict_dataset
+    from vidpose.engine.evaluate import evaluate_model
     from vidpose.engine.trainer import train
+    from vidpose.inference.predictor import load_estimator
 
     root = work / "data_e"
     if not root.exists():
@@ -293,16 +291,10 @@ def section_e(work: Path, steps: int) -> dict:
             config, work_dir, show_progress=False, resume=(work_dir / "latest.safetensors").exists()
         )
         minutes = (time.perf_counter() - start) / 60
-        model = build_model(config)
-        from vidpose.engine.checkpoint import load_checkpoint
-
-        model.load_state_dict(load_checkpoint(work_dir / "latest.safetensors").model)
+        model, _ = load_estimator(work_dir / "latest.safetensors")
         evaluation = evaluate_model(config, model, out_dir=work_dir / "pred", show_progress=False)
         videos = read_dataset(config.data.format, config.data.root, config.data.val_annotations)
-        dataset = build_dataset(config, "val", videos)
-        predictions = predict_dataset(model, dataset, codec=build_codec(config.data),
-                                      skeleton=get_skeleton("posetrack"), batch_size=64,
-                                      device=torch.device("cpu"), show_progress=False)  # fmt: skip
+        predictions = evaluation.predictions  # the evaluated predictions, not a second pass
         occluded, visible, n_occluded, n_visible = occluded_pckh(predictions, videos)
         trained[name] = (config, model)
         results[name] = {"mAP": evaluation.main_metric, "occluded_pckh": occluded,

@@ -47,6 +47,7 @@ class EvaluationResult:
     boxes: str  # which boxes were used, in words
     table: str  # the printed tables
     report: Any = field(default=None, repr=False)  # PoseTrackReport or the COCO stats
+    predictions: list[PersonPrediction] = field(default_factory=list, repr=False)
 
 
 @torch.no_grad()
@@ -179,20 +180,21 @@ def write_predictions(
     """One PoseTrack prediction file per video, named like its ground-truth file."""
     from vidpose.evaluation import PredictedPerson, images_from_frames, write_posetrack_predictions
 
-    by_image: dict[int, list[PredictedPerson]] = defaultdict(list)
+    by_video: dict[str, dict[int, list[PredictedPerson]]] = defaultdict(lambda: defaultdict(list))
     for p in predictions:
-        by_image[p.image_id].append(
+        by_video[p.video][p.image_id].append(
             PredictedPerson(keypoints=p.keypoints, scores=p.scores, track_id=p.track_id, bbox=p.box)
         )
     written = []
     for video in videos:
         name = video.source.name if video.source is not None else f"{video.name}.json"
-        images = images_from_frames(video.frames)
-        frame_ids = {frame.image_id for frame in video.frames}
-        video_predictions = {i: people for i, people in by_image.items() if i in frame_ids}
         written.append(
             write_posetrack_predictions(
-                out_dir / name, images, video_predictions, skeleton=skeleton, boxes=boxes
+                out_dir / name,
+                images_from_frames(video.frames),
+                by_video.get(video.name, {}),
+                skeleton=skeleton,
+                boxes=boxes,
             )
         )
     return written
@@ -280,7 +282,7 @@ def evaluate_model(
         table = f"COCO keypoint evaluation ({boxes_used} boxes)\n" + "\n".join(
             f"  {name:5s} {value:6.2f}" for name, value in stats.items()
         )
-        return EvaluationResult(stats, stats["AP"], out_dir, boxes_used, table, stats)
+        return EvaluationResult(stats, stats["AP"], out_dir, boxes_used, table, stats, predictions)
 
     from vidpose.evaluation import evaluate_posetrack
 
@@ -294,7 +296,7 @@ def evaluate_model(
     )
     summary = _posetrack_summary(report, skeleton)
     return EvaluationResult(
-        summary, summary["mAP"], out_dir, boxes_used, report.format_tables(), report
+        summary, summary["mAP"], out_dir, boxes_used, report.format_tables(), report, predictions
     )
 
 
