@@ -33,7 +33,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class SynthConfig:
-    """Procedural PoseTrack-format data (``vidpose synth`` and the demo)."""
+    """Defaults of the procedural PoseTrack-format data generator (``vidpose synth``);
+    not part of an experiment config: the dataset is generated once, then read."""
 
     videos: int = 8  # per split: train and val each get this many
     frames: int = 24  # frames per video
@@ -67,7 +68,6 @@ class DataConfig:
     half_body_prob: float = 0.3
     color_jitter: float = 0.2
     num_workers: int = 2
-    synth: SynthConfig = field(default_factory=SynthConfig)
 
     def __post_init__(self) -> None:
         offsets = self.frame_offsets

@@ -132,10 +132,6 @@ class TrainResult:
     checkpoint: Path
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def train(
     config: Config,
     work_dir: str | Path,
