@@ -284,9 +284,10 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-frames", type=int, help="stop each video after this many frames")
     parser.add_argument(
         "--decoder",
-        choices=("auto", "decord", "pyav"),
-        default="auto",
-        help="video decoder (auto: decord, PyAV for files decord cannot open)",
+        choices=("pyav", "decord", "auto"),
+        default="pyav",
+        help="video decoder (default pyav: memory flat with video length; auto: decord, "
+        "PyAV for files decord cannot open)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="redo videos that are already done"

@@ -16,10 +16,12 @@ from vidpose.cli import main
 from vidpose.data.posetrack import posetrack_image_id, read_dataset
 from vidpose.data.skeleton import POSETRACK
 from vidpose.data.synthetic import (
+    HIDDEN_BY,
     NUM_PARTS,
     OCCLUDER_LABEL,
     generate_dataset,
     make_scene,
+    read_hidden_by,
     validation_labeled,
     video_name,
 )
@@ -176,6 +178,46 @@ def test_occluded_joints_are_seen_in_neighbouring_frames():
                     recovered += any(n[person, slot, 2] == 1 for n in neighbours)
     assert hidden > 0 and recovered > 0
     assert recovered < hidden or hidden < 3  # some stay hidden for several frames
+
+
+def test_hidden_joints_name_what_covers_them():
+    counts = dict.fromkeys(HIDDEN_BY, 0)
+    for seed in range(4):
+        planned = scene(seed, occlusion=1.0)
+        for t in range(0, planned.num_frames, 3):
+            frame = planned.render(t)
+            for person, (keypoints, causes) in enumerate(
+                zip(frame.keypoints, frame.hidden_by, strict=True)
+            ):
+                hidden = (keypoints[:, 2] == 0) & (keypoints[:, :2] != 0).any(axis=1)
+                # seen and unannotated joints carry 0; every hidden one a cause
+                assert np.all(causes[~hidden] == 0) and np.all(causes[hidden] > 0)
+                for slot in np.flatnonzero(hidden):
+                    x, y = np.round(keypoints[slot, :2]).astype(int)
+                    height, width = frame.labels.shape
+                    label = frame.labels[min(y, height - 1), min(x, width - 1)]
+                    cause = HIDDEN_BY[causes[slot]]
+                    counts[cause] += 1
+                    if cause == "occluder":
+                        assert label == OCCLUDER_LABEL
+                    elif cause == "another person":
+                        assert label >= 1 and (label - 1) // NUM_PARTS != person
+                    else:
+                        assert label != OCCLUDER_LABEL
+    assert counts["occluder"] > 0 and counts["own body"] > 0
+
+
+def test_hidden_by_file_matches_the_annotations(dataset):
+    (video,) = read_dataset("posetrack21", dataset, "posetrack_data/val")
+    causes = read_hidden_by(dataset, "val")
+    labeled = [(f.image_id, p) for f in video.frames for p in f.persons]
+    assert set(causes) == {(image_id, person.track_id) for image_id, person in labeled}
+    for image_id, person in labeled:
+        codes = causes[(image_id, person.track_id)]
+        hidden = person.annotated & (person.keypoints[:, 2] == 0)
+        np.testing.assert_array_equal(codes > 0, hidden)
+    with pytest.raises(FileNotFoundError, match="hidden_by"):
+        read_hidden_by(dataset / "nowhere", "val")
 
 
 def test_rendering_is_deterministic_and_people_move():

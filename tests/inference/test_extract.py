@@ -102,6 +102,7 @@ def test_writes_posetrack_json_and_csv_for_a_video_with_detections(
     )
     assert summary.frames == len(images)
     assert summary.persons == len(detections)
+    assert summary.decoder == "pyav"  # the default: sequential reads, flat memory
 
     (parsed,) = read_posetrack_file(out / "crossing.json", role="predictions", split_videos=False)
     assert parsed.num_frames == len(images)
@@ -121,6 +122,12 @@ def test_writes_posetrack_json_and_csv_for_a_video_with_detections(
     )
     marker = json.loads((out / "crossing.done").read_text())
     assert marker["frames"] == len(images)
+
+    options = ExtractOptions(progress=False, overwrite=True, decoder="decord")
+    again = extract_video(
+        video, make_predictor(), read_detections(detections_file), out, options=options
+    )
+    assert (again.decoder, again.frames) == ("decord", len(images))
 
 
 def test_json_and_csv_agree_on_every_person_of_a_longer_video(make_predictor, tmp_path):

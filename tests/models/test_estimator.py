@@ -9,6 +9,7 @@ from torch import nn
 from vidpose.losses import build_criterion
 from vidpose.models.build import build_model
 from vidpose.models.diffusion import DenoiserOutput, ddim_timesteps
+from vidpose.models.interaction import fuse_widths
 
 B, K, H, W = 3, 17, 16, 12  # micro config: 64 x 48 input, 4 x 3 tokens
 LEVELS = [(4, 3), (8, 6), (16, 12)]
@@ -110,10 +111,9 @@ def test_predict_outputs_and_trajectory(diffusion_model, clip):
         generator=torch.Generator().manual_seed(1),
         return_trajectory=True,
     )
-    assert set(result) == {"heatmaps", "hypothesis_heatmaps", "coarse_heatmaps", "trajectory"}
+    assert set(result) == {"heatmaps", "hypothesis_heatmaps", "trajectory"}
     assert result["heatmaps"].shape == (B, K, H, W)
     assert result["hypothesis_heatmaps"].shape == (B, hypotheses, K, H, W)
-    assert result["coarse_heatmaps"].shape == (B, K, H, W)
     torch.testing.assert_close(result["heatmaps"], result["hypothesis_heatmaps"].mean(1))
     trajectory = result["trajectory"]
     assert len(trajectory) == steps
@@ -290,6 +290,39 @@ def test_prepared_features_give_the_same_estimate_as_computing_them_inside(diffu
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_hypotheses_sharing_their_clips_features_equal_repeated_features(
+    diffusion_model, clip, generator
+):
+    """x_t with G rows per clip (sample-major) against features with B rows gives what
+    repeating every clip's features G times gives: the sharing is only a saving."""
+    frames, _ = clip
+    denoiser = diffusion_model.head.denoiser
+    hypotheses = 2
+    with torch.no_grad():
+        features = diffusion_model.encode(frames)
+        x_t = torch.randn(B * hypotheses, K, H, W, generator=generator)
+        t = torch.tensor([10, 10, 500, 500, 990, 990])
+        shared = denoiser(x_t, t, features, denoiser.prepare(features))
+        repeated = [level.repeat_interleave(hypotheses, dim=0) for level in features]
+        separate = denoiser(x_t, t, repeated)
+    torch.testing.assert_close(shared.heatmaps, separate.heatmaps, rtol=1e-5, atol=1e-6)
+    for a, b in zip(shared.masks, separate.masks, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="not a multiple of the 3 clips"):
+        denoiser(x_t[:4], t[:4], features)
+
+
+def test_the_coarse_branch_runs_only_when_sampling_starts_from_it(diffusion_model, clip):
+    frames, _ = clip
+    with torch.no_grad():
+        features = diffusion_model.encode(frames)
+        from_noise = diffusion_model.head.predict(features, steps=1, init="noise")
+        from_coarse = diffusion_model.head.predict(features, steps=1, init="coarse")
+        expected = diffusion_model.head.coarse(features[-1])
+    assert "coarse_heatmaps" not in from_noise
+    torch.testing.assert_close(from_coarse["coarse_heatmaps"], expected)
+
+
 def test_the_denoiser_reads_x_t_through_its_masks(diffusion_model, clip, generator):
     frames, targets = clip
     head = diffusion_model.head
@@ -350,3 +383,10 @@ def test_trajectory_keypoints_with_the_heatmap_codec(diffusion_model, clip, micr
         expected, _ = codec.decode(entry["heatmaps"].flatten(0, 1))
         torch.testing.assert_close(entry["keypoints"].flatten(0, 1), expected)
         assert entry["keypoints"][..., 0].max() <= 48 and entry["keypoints"][..., 1].max() <= 64
+
+
+def test_fuse_widths_halve_from_coarse_to_fine_with_a_floor():
+    assert fuse_widths(128, 3) == [128, 64, 32]
+    assert fuse_widths(64, 3) == [64, 32, 16]
+    assert fuse_widths(32, 3) == [32, 16, 16]
+    assert fuse_widths(8, 2) == [8, 8]  # never wider than D

@@ -8,6 +8,7 @@ length stream through memory. :func:`generate_dataset` writes a whole dataset:
     posetrack_data/{train,val}/<video>.json     PoseTrack21 layout, every field
     videos/{train,val}/<video>.mp4              the same frames as H.264
     coco/{train,val}.json                       the labeled frames in COCO keypoint format
+    hidden_by/{train,val}.json                  why each hidden joint is hidden (see below)
 
 People are articulated 2D projections of a small 3D stick body (x to the person's
 left, y up, z forward, in body heights), rotated about the vertical axis by their
@@ -24,12 +25,19 @@ joint has flag 1 when the pixel under it belongs to one of the person's parts th
 meet at that joint, else 0 (still annotated, as in PoseTrack). Joints outside the
 image are unannotated (0, 0, 0); the ear slots are always (0, 0, 0).
 
+What hides a joint is known too, which PoseTrack's flag cannot say: the part label
+under it is an occluder, another person, or the person's own body (a far-side limb
+behind the torso, a nose facing away). ``hidden_by/<split>.json`` lists, for every
+labeled person, the cause code of each joint (``HIDDEN_BY``), keyed by image id and
+track id; benchmarks score occluded joints by cause with it (:func:`read_hidden_by`).
+
 Everything random comes from one numpy Generator per video, seeded by
 (seed, split, video index): the same seed gives the same bytes.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -58,6 +66,9 @@ PARTS = (
 )  # fmt: skip
 NUM_PARTS = len(PARTS)
 OCCLUDER_LABEL = -1
+# Why a joint is hidden, codes of SyntheticFrame.hidden_by and hidden_by/<split>.json;
+# 0 also for joints that are not annotated.
+HIDDEN_BY = ("seen", "occluder", "another person", "own body")
 _PART = {name: index for index, name in enumerate(PARTS)}
 
 # Parts whose pixels make a joint "seen": the limbs that meet at the joint (shoulders
@@ -847,6 +858,8 @@ class SyntheticFrame:
         areas: [P] pixels covered by the person (occluded parts included).
         labels: [H, W] int32 part labels: 0 background, -1 occluder, 1 + p * NUM_PARTS
             + part index (``PARTS``) for person p.
+        hidden_by: [P, 17] int cause codes (index into ``HIDDEN_BY``): 0 for seen or
+            unannotated joints, else what covers the joint.
     """
 
     image: np.ndarray
@@ -855,6 +868,7 @@ class SyntheticFrame:
     head_boxes: np.ndarray
     areas: np.ndarray
     labels: np.ndarray
+    hidden_by: np.ndarray
 
 
 @dataclass
@@ -917,9 +931,10 @@ class Scene:
 
         count = len(self.persons)
         keypoints = np.zeros((count, NUM_JOINTS, 3))
+        hidden_by = np.zeros((count, NUM_JOINTS), dtype=np.int64)
         boxes, head_boxes, areas = np.zeros((count, 4)), np.zeros((count, 4)), np.zeros(count)
         for person, body in bodies.items():
-            keypoints[person] = _measure_keypoints(body, canvas.labels, person)
+            keypoints[person], hidden_by[person] = _measure_keypoints(body, canvas.labels, person)
             head = body.uv["head_centre"]
             radii = np.array(_HEAD_RADII) * body.height
             head_boxes[person] = [*(head - radii), *(2 * radii)]
@@ -943,6 +958,7 @@ class Scene:
             head_boxes=head_boxes,
             areas=areas,
             labels=canvas.labels,
+            hidden_by=hidden_by,
         )
 
 
@@ -956,10 +972,14 @@ def _occluder_shape(occluder: _Occluder, centre: np.ndarray) -> _Shape:
     return _Shape("polygon", occluder.outline * occluder.size + centre, np.zeros(0))
 
 
-def _measure_keypoints(body: _ProjectedBody, labels: np.ndarray, person: int) -> np.ndarray:
-    """[17, 3] x, y, v of a drawn person, read against the part-label image."""
+def _measure_keypoints(
+    body: _ProjectedBody, labels: np.ndarray, person: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """[17, 3] x, y, v of a drawn person, read against the part-label image, and [17]
+    the ``HIDDEN_BY`` code of each joint."""
     height, width = labels.shape
     keypoints = np.zeros((NUM_JOINTS, 3))
+    causes = np.zeros(NUM_JOINTS, dtype=np.int64)
     for slot, name in enumerate(POSETRACK.joint_names):
         if name not in body.uv or not _REVEALS[slot].any():
             continue  # the ear slots: never annotated in PoseTrack
@@ -972,7 +992,14 @@ def _measure_keypoints(body: _ProjectedBody, labels: np.ndarray, person: int) ->
         if name == "nose" and math.cos(body.yaw) <= -0.2:
             seen = False  # the nose is only drawn on a head that does not face away
         keypoints[slot] = (x, y, 1.0 if seen else 0.0)
-    return keypoints
+        if not seen:
+            if label == OCCLUDER_LABEL:
+                causes[slot] = HIDDEN_BY.index("occluder")
+            elif label >= 1 and owner != person:
+                causes[slot] = HIDDEN_BY.index("another person")
+            else:
+                causes[slot] = HIDDEN_BY.index("own body")
+    return keypoints, causes
 
 
 def make_scene(
@@ -1141,7 +1168,7 @@ def generate_dataset(
     width, height = size
     with tqdm(total=2 * videos, desc="vidpose synth", unit="video", disable=not progress) as bar:
         for split in SPLITS:
-            coco_images, coco_annotations = [], []
+            coco_images, coco_annotations, hidden = [], [], []
             for index in range(videos):
                 name = video_name(split, index, videos)
                 rng = np.random.default_rng([seed, _SPLIT_CODE[split], index])
@@ -1165,6 +1192,12 @@ def generate_dataset(
                         )
                         records.append(record)
                         if record.is_labeled:
+                            hidden += [
+                                [record.image_id, person.track_id, causes.tolist()]
+                                for person, causes in zip(
+                                    record.persons, rendered.hidden_by, strict=True
+                                )
+                            ]
                             coco_images.append(_coco_image(record, width, height))
                             coco_annotations += [
                                 _coco_annotation(person, record.image_id, area)
@@ -1181,6 +1214,10 @@ def generate_dataset(
                 "categories": [posetrack_category()],
             }
             write_json_atomic(out / "coco" / f"{split}.json", coco)
+            write_json_atomic(
+                out / "hidden_by" / f"{split}.json",
+                {"codes": list(HIDDEN_BY), "image_id, track_id, codes": hidden},
+            )
     return out
 
 
@@ -1256,7 +1293,7 @@ def _check_options(
         raise ValueError("synthetic dataset: " + "; ".join(problems))
 
 
-_OUTPUTS = ("images", "posetrack_data", "videos", "coco")
+_OUTPUTS = ("images", "posetrack_data", "videos", "coco", "hidden_by")
 
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
@@ -1273,3 +1310,26 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
             if (out / name).is_dir():
                 shutil.rmtree(out / name)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def read_hidden_by(root: str | os.PathLike, split: str) -> dict[tuple[int, int], np.ndarray]:
+    """The ``HIDDEN_BY`` codes of a generated split: (image id, track id) -> [17] int.
+
+    Raises:
+        FileNotFoundError: the dataset has no ``hidden_by/<split>.json`` (it was
+            generated before the file existed, or is not synthetic).
+    """
+    path = Path(root) / "hidden_by" / f"{split}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no hidden-joint causes (only datasets written by vidpose synth have them)"
+        )
+    content = json.loads(path.read_text())
+    if content.get("codes") != list(HIDDEN_BY):
+        raise ValueError(
+            f"{path}: field 'codes' is {content.get('codes')}, expected {list(HIDDEN_BY)}"
+        )
+    return {
+        (int(image_id), int(track_id)): np.asarray(codes, dtype=np.int64)
+        for image_id, track_id, codes in content["image_id, track_id, codes"]
+    }

@@ -261,8 +261,11 @@ class ExtractOptions:
         boxes_note: what the boxes were (e.g. "detections: dets.json"), recorded in the
             JSON's ``vidpose`` section (evaluations print it).
         render_threshold: joints scoring below this are drawn as rings in the overlay.
-        decoder: video decoder, "auto" (decord, PyAV when decord cannot open the file),
-            "decord" or "pyav" (``vidpose.data.frames.VideoFileSource``).
+        decoder: video decoder (``vidpose.data.frames.VideoFileSource``): "pyav"
+            (default: extraction reads frames in order, and PyAV's memory stays flat
+            with the video's length; decord decoded ahead by about 65 MiB on a
+            320x240 file, see docs/benchmarks.md, section c), "decord", or "auto"
+            (decord, PyAV when decord cannot open the file).
     """
 
     render: bool = False
@@ -274,7 +277,7 @@ class ExtractOptions:
     progress: bool = True
     boxes_note: str = ""
     render_threshold: float = 0.3
-    decoder: str = "auto"
+    decoder: str = "pyav"
 
 
 @dataclass
@@ -291,6 +294,8 @@ class VideoSummary:
         error: the failure message (file and frame), for "failed".
         outputs: the files written.
         max_buffered_frames: the ring buffer's high-water mark.
+        decoder: the video decoder that read the frames ("pyav" or "decord"; None
+            when the frames were passed in, or none was read).
     """
 
     video: Path
@@ -302,6 +307,7 @@ class VideoSummary:
     error: str | None = None
     outputs: list[Path] = field(default_factory=list)
     max_buffered_frames: int = 0
+    decoder: str | None = None
 
 
 @dataclass
@@ -616,6 +622,7 @@ def extract_video(
         completed = True
     finally:
         summary.seconds = time.monotonic() - start
+        summary.decoder = getattr(source, "backend_in_use", None)  # None: images or given
         if progress is not None:
             progress.close()
         csv_output.close()

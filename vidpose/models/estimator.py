@@ -125,9 +125,9 @@ class PoseEstimator(nn.Module):
         Returns:
             "heatmaps" [B, K, H, W] and "hypothesis_heatmaps" [B, G, K, H, W] for every
             head (G = 1 for the heatmap head); the diffusion head adds
-            "coarse_heatmaps" [B, K, H, W]; "trajectory" when asked (a list with one
-            dict per step, see :meth:`DiffusionHead.predict`; empty for the heatmap
-            head).
+            "coarse_heatmaps" [B, K, H, W] with init "coarse"; "trajectory" when
+            asked (a list with one dict per step, see :meth:`DiffusionHead.predict`;
+            empty for the heatmap head).
         """
         return self.predict_from_features(
             self.encode(frames),

@@ -19,6 +19,16 @@ At every scale s (features F_s [B, D, h_s, w_s]):
      every position (K similarity maps), and a convolution over [F_s, similarities]
      gives the K maps (no heatmap enters the convolution, only what was looked up);
 4. the K maps of the three scales are upsampled to H x W and summed.
+
+Hypotheses share their features. Sampling runs G hypotheses per clip: x_t has
+B * G rows (sample-major) while the pyramid keeps its B rows, and every step reads
+each clip's features once for all its hypotheses (look-up and similarity are one
+batched product over the G * K joints of a clip). Training is the case G = 1.
+
+The convolution's hidden width halves from each scale to the next finer one (D,
+D / 2, D / 4 for three scales, at least 16): a scale has 4x the positions of the
+previous one, and the per-step work at the finest scale (its hidden maps exist once
+per hypothesis and step) was most of the sampling time at full width.
 """
 
 from __future__ import annotations
@@ -32,6 +42,13 @@ from einops import rearrange
 from torch import nn
 
 from vidpose.models.layers import group_norm, init_output_conv
+
+MIN_FUSE_WIDTH = 16
+
+
+def fuse_widths(channels: int, num_scales: int) -> list[int]:
+    """Hidden width of each scale's fusing convolution, coarse to fine: D, D/2, D/4, ..."""
+    return [max(channels >> level, min(channels, MIN_FUSE_WIDTH)) for level in range(num_scales)]
 
 
 def heatmap_masks(x_t: torch.Tensor, size: Sequence[int], gain: torch.Tensor) -> torch.Tensor:
@@ -47,7 +64,8 @@ def heatmap_masks(x_t: torch.Tensor, size: Sequence[int], gain: torch.Tensor) ->
     """
     # Area averaging (not sampling) keeps a narrow peak's mass when shrinking the map
     # and averages the noise down by the pooling factor.
-    pooled = F.adaptive_avg_pool2d(x_t, tuple(size))
+    size = tuple(size)
+    pooled = x_t if tuple(x_t.shape[-2:]) == size else F.adaptive_avg_pool2d(x_t, size)
     weights = torch.softmax(pooled.flatten(2).float() * gain, dim=-1)
     return weights.view_as(pooled).to(x_t.dtype)
 
@@ -57,12 +75,32 @@ def look_up(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
     Args:
         features: [B, D, h, w].
-        masks: [B, K, h, w].
+        masks: [B * G, K, h, w], G masks sets per clip (sample-major).
 
     Returns:
-        [B, K, D] one feature vector per joint.
+        [B * G, K, D] one feature vector per joint.
     """
-    return torch.einsum("bkn,bdn->bkd", masks.flatten(2).to(features.dtype), features.flatten(2))
+    batch, channels = features.shape[:2]
+    joints = masks.shape[1]
+    grouped = masks.reshape(batch, -1, masks.shape[-2] * masks.shape[-1])  # [B, G*K, hw]
+    vectors = torch.bmm(grouped.to(features.dtype), features.flatten(2).transpose(1, 2))
+    return vectors.view(-1, joints, channels)
+
+
+def correlate(kernels: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Dot product of each joint kernel with the feature vector at every position.
+
+    Args:
+        kernels: [B * G, K, D] (sample-major).
+        features: [B, D, h, w].
+
+    Returns:
+        [B * G, K, h, w].
+    """
+    batch, channels, height, width = features.shape
+    grouped = kernels.reshape(batch, -1, channels)  # [B, G*K, D]
+    similarity = torch.bmm(grouped, features.flatten(2))  # [B, G*K, hw]
+    return similarity.view(kernels.shape[0], kernels.shape[1], height, width)
 
 
 class CorrelationFuse(nn.Module):
@@ -74,7 +112,7 @@ class CorrelationFuse(nn.Module):
     heatmap enters the convolution, only what the masks looked up.
 
     Encode once, decode many: the convolution is linear, so its feature half
-    (D -> D channels, the expensive part) is computed once per clip by
+    (D -> hidden channels, the expensive part) is computed once per clip by
     :meth:`prepare`, and every denoising step and hypothesis adds only its K-channel
     similarity half. The time embedding tau, added uniformly to the features,
     contributes the constant conv(tau) = (sum over the kernel window of W) tau,
@@ -83,22 +121,24 @@ class CorrelationFuse(nn.Module):
     Args:
         channels: D.
         num_joints: K.
+        hidden: width of the convolution's output (default D).
     """
 
-    def __init__(self, *, channels: int, num_joints: int) -> None:
+    def __init__(self, *, channels: int, num_joints: int, hidden: int | None = None) -> None:
         super().__init__()
+        hidden = channels if hidden is None else hidden
         self.channels = channels
         self.to_kernel = nn.Linear(channels, channels)
         self.fuse = nn.Sequential(
-            nn.Conv2d(channels + num_joints, channels, kernel_size=3, padding=1, bias=False),
-            group_norm(channels),
+            nn.Conv2d(channels + num_joints, hidden, kernel_size=3, padding=1, bias=False),
+            group_norm(hidden),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, num_joints, kernel_size=1),
+            nn.Conv2d(hidden, num_joints, kernel_size=1),
         )
         init_output_conv(self.fuse[-1])
 
     def prepare(self, features: torch.Tensor) -> torch.Tensor:
-        """The step-independent part: [B, D, h, w] -> [B, D, h, w] (once per clip)."""
+        """The step-independent part: [B, D, h, w] -> [B, hidden, h, w] (once per clip)."""
         weight = self.fuse[0].weight[:, : self.channels]
         return F.conv2d(features, weight, padding=1)
 
@@ -109,20 +149,25 @@ class CorrelationFuse(nn.Module):
         time: torch.Tensor,
         prepared: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Args: features [B, D, h, w]; joints [B, K, D]; time [B, D] (the level's time
-        embedding); prepared: :meth:`prepare` of the features, or None to compute it.
-        Returns: maps [B, K, h, w]."""
+        """Args: features [B, D, h, w]; joints [B * G, K, D]; time [B * G, D] (the
+        level's time embedding); prepared: :meth:`prepare` of the features, or None to
+        compute it. Returns: maps [B * G, K, h, w]."""
         prepared = self.prepare(features) if prepared is None else prepared
-        kernels = self.to_kernel(joints)  # [B, K, D]
+        # scaled dot products: the 1 / sqrt(D) goes on the (small) kernels, not the maps
+        kernels = self.to_kernel(joints) / math.sqrt(self.channels)  # [B*G, K, D]
         # <kernel, feature + tau> = <kernel, feature> + <kernel, tau>
-        similarity = torch.einsum("bkd,bdhw->bkhw", kernels, features)
-        similarity = similarity + torch.einsum("bkd,bd->bk", kernels, time)[..., None, None]
-        similarity = similarity / math.sqrt(self.channels)
+        similarity = correlate(kernels, features)
+        similarity = similarity + torch.einsum("nkd,nd->nk", kernels, time)[..., None, None]
         conv = self.fuse[0]
-        hidden = prepared + F.conv2d(similarity, conv.weight[:, self.channels :], padding=1)
-        time_term = time @ conv.weight[:, : self.channels].sum(dim=(2, 3)).T  # [B, D]
+        # channels-last input: oneDNN's 3x3 convolution with few (K) input channels ran
+        # 2x faster that way on the reference CPU
+        similarity = similarity.contiguous(memory_format=torch.channels_last)
+        hidden = F.conv2d(similarity, conv.weight[:, self.channels :], padding=1)
+        time_term = time @ conv.weight[:, : self.channels].sum(dim=(2, 3)).T  # [B*G, hidden]
         hidden = hidden + time_term[..., None, None]
-        return self.fuse[1:](hidden)
+        # the clip's prepared half, shared by its G hypotheses
+        grouped = hidden.view(prepared.shape[0], -1, *hidden.shape[1:]) + prepared[:, None]
+        return self.fuse[1:](grouped.flatten(0, 1))
 
 
 class AttentionLookup(nn.Module):
@@ -138,10 +183,17 @@ class AttentionLookup(nn.Module):
         num_joints: K.
         num_heads: attention heads (D divisible by it).
         mlp_ratio: hidden width of the MLP, in multiples of D.
+        fuse_width: hidden width of the :class:`CorrelationFuse` (default D).
     """
 
     def __init__(
-        self, *, channels: int, num_joints: int, num_heads: int, mlp_ratio: float = 2.0
+        self,
+        *,
+        channels: int,
+        num_joints: int,
+        num_heads: int,
+        mlp_ratio: float = 2.0,
+        fuse_width: int | None = None,
     ) -> None:
         super().__init__()
         self.joint_embedding = nn.Parameter(torch.randn(num_joints, channels) * 0.02)
@@ -155,7 +207,7 @@ class AttentionLookup(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(channels, hidden), nn.GELU(), nn.Linear(hidden, channels)
         )
-        self.fuse = CorrelationFuse(channels=channels, num_joints=num_joints)
+        self.fuse = CorrelationFuse(channels=channels, num_joints=num_joints, hidden=fuse_width)
 
     def forward(
         self,
@@ -164,12 +216,14 @@ class AttentionLookup(nn.Module):
         time: torch.Tensor,
         prepared: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Args: features [B, D, h, w]; masks [B, K, h, w]; time [B, D]; prepared: the
-        fuse's precomputed part or None. Returns: maps [B, K, h, w]."""
-        conditioned = features + time[:, :, None, None]  # the coarsest level is small
-        tokens = self.token_norm(rearrange(conditioned, "b d h w -> b (h w) d"))  # [B, N, D]
+        """Args: features [B, D, h, w]; masks [B * G, K, h, w]; time [B * G, D];
+        prepared: the fuse's precomputed part or None. Returns: maps [B * G, K, h, w]."""
+        # the coarsest level is small: its tokens are conditioned per row of x_t
+        hypotheses = masks.shape[0] // features.shape[0]
+        conditioned = features.repeat_interleave(hypotheses, dim=0) + time[:, :, None, None]
+        tokens = self.token_norm(rearrange(conditioned, "n d h w -> n (h w) d"))  # [B*G, N, D]
         # masks sum to 1 over space, so looking up features + tau adds tau to each joint
-        joints = look_up(features, masks) + time[:, None] + self.joint_embedding  # [B, K, D]
+        joints = look_up(features, masks) + time[:, None] + self.joint_embedding  # [B*G, K, D]
         query = self.cross_norm(joints)
         joints = joints + self.cross_attention(query, tokens, tokens, need_weights=False)[0]
         query = self.self_norm(joints)
@@ -184,12 +238,13 @@ class ConvLookup(nn.Module):
     Args:
         channels: D.
         num_joints: K.
+        fuse_width: hidden width of the :class:`CorrelationFuse` (default D).
     """
 
-    def __init__(self, *, channels: int, num_joints: int) -> None:
+    def __init__(self, *, channels: int, num_joints: int, fuse_width: int | None = None) -> None:
         super().__init__()
         self.joint_embedding = nn.Parameter(torch.randn(num_joints, channels) * 0.02)
-        self.fuse = CorrelationFuse(channels=channels, num_joints=num_joints)
+        self.fuse = CorrelationFuse(channels=channels, num_joints=num_joints, hidden=fuse_width)
 
     def forward(
         self,
@@ -198,8 +253,8 @@ class ConvLookup(nn.Module):
         time: torch.Tensor,
         prepared: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Args: features [B, D, h, w]; masks [B, K, h, w]; time [B, D]; prepared: the
-        fuse's precomputed part or None. Returns: maps [B, K, h, w]."""
+        """Args: features [B, D, h, w]; masks [B * G, K, h, w]; time [B * G, D];
+        prepared: the fuse's precomputed part or None. Returns: maps [B * G, K, h, w]."""
         joints = look_up(features, masks) + time[:, None] + self.joint_embedding
         return self.fuse(features, joints, time, prepared)
 
@@ -228,9 +283,20 @@ class MultiScaleLookup(nn.Module):
         super().__init__()
         if num_scales < 1:
             raise ValueError(f"MultiScaleLookup: num_scales must be >= 1, got {num_scales}")
+        widths = fuse_widths(channels, num_scales)
         self.scales = nn.ModuleList(
-            [AttentionLookup(channels=channels, num_joints=num_joints, num_heads=num_heads)]
-            + [ConvLookup(channels=channels, num_joints=num_joints) for _ in range(num_scales - 1)]
+            [
+                AttentionLookup(
+                    channels=channels,
+                    num_joints=num_joints,
+                    num_heads=num_heads,
+                    fuse_width=widths[0],
+                )
+            ]
+            + [
+                ConvLookup(channels=channels, num_joints=num_joints, fuse_width=width)
+                for width in widths[1:]
+            ]
         )
         self.log_mask_gain = nn.Parameter(torch.full((num_scales,), math.log(mask_gain)))
 
@@ -250,18 +316,24 @@ class MultiScaleLookup(nn.Module):
         """Interact at every scale and sum.
 
         Args:
-            x_t: [B, K, H, W] heatmaps in signal space (H x W = finest level's size).
+            x_t: [B * G, K, H, W] heatmaps in signal space (H x W = finest level's
+                size), G hypotheses per clip, sample-major (G = 1 in training).
             features: pyramid levels coarse to fine, [B, D, h_s, w_s].
-            times: per level, [B, D] the time embedding added to that level.
+            times: per level, [B * G, D] the time embedding added to that level.
             prepared: :meth:`prepare` of the features, or None to compute it here.
 
         Returns:
-            maps: [B, K, H, W] the sum of the upsampled per-scale maps.
-            masks: per scale (coarse to fine) [B, K, h_s, w_s].
+            maps: [B * G, K, H, W] the sum of the upsampled per-scale maps.
+            masks: per scale (coarse to fine) [B * G, K, h_s, w_s].
         """
         if len(features) != len(self.scales):
             raise ValueError(
                 f"MultiScaleLookup: expected {len(self.scales)} pyramid levels, got {len(features)}"
+            )
+        if x_t.shape[0] % features[0].shape[0]:
+            raise ValueError(
+                f"MultiScaleLookup: x_t has {x_t.shape[0]} rows, not a multiple of the "
+                f"{features[0].shape[0]} clips of the features"
             )
         output_size = x_t.shape[-2:]
         total = None

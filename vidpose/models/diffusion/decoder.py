@@ -16,8 +16,9 @@ class DenoiserOutput(NamedTuple):
     """What the denoiser returns.
 
     Attributes:
-        heatmaps: [B, K, H, W] the x0 estimate in heatmap units (targets are in [0, 1]).
-        masks: per pyramid level, coarse to fine, [B, K, h_s, w_s]: where each joint's
+        heatmaps: [B * G, K, H, W] the x0 estimate in heatmap units (targets are in
+            [0, 1]).
+        masks: per pyramid level, coarse to fine, [B * G, K, h_s, w_s]: where each joint's
             features were looked up (each map sums to 1).
     """
 
@@ -90,14 +91,15 @@ class HeatmapDenoiser(nn.Module):
         """Estimate x0.
 
         Args:
-            x_t: [B, K, H, W] noisy heatmaps in signal space.
-            t: [B] integer time steps.
-            features: pyramid levels coarse to fine, [B, D, h_s, w_s]; the finest is
-                H x W.
-            prepared: :meth:`prepare` of the features (same batch), or None.
+            x_t: [B * G, K, H, W] noisy heatmaps in signal space: G hypotheses per
+                clip, sample-major (G = 1 in training).
+            t: [B * G] integer time steps.
+            features: pyramid levels coarse to fine, [B, D, h_s, w_s], shared by each
+                clip's hypotheses; the finest is H x W.
+            prepared: :meth:`prepare` of the features (same B clips), or None.
 
         Returns:
-            :class:`DenoiserOutput` (heatmaps [B, K, H, W], masks per level).
+            :class:`DenoiserOutput` (heatmaps [B * G, K, H, W], masks per level).
         """
         time = self.time_mlp(timestep_embedding(t, self.channels).to(features[0].dtype))
         # Each level is conditioned on its projection of the time embedding, added

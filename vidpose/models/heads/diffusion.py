@@ -164,7 +164,7 @@ class DiffusionHead(nn.Module):
             "heatmaps": [B, K, H, W] mean over the hypotheses of their final heatmaps
                 (the last x0 estimate, clamped to [0, 1]; DDIM's last step lands on it);
             "hypothesis_heatmaps": [B, G, K, H, W];
-            "coarse_heatmaps": [B, K, H, W] the coarse branch;
+            "coarse_heatmaps" (init "coarse" only): [B, K, H, W] the coarse branch;
             "trajectory" (when asked): S dicts, one per step in sampling order:
                 "step" int, "t" int, "t_prev" int (-1 = the data),
                 "x_t" [B, G, K, H, W] the step's input mapped to heatmap units
@@ -179,32 +179,31 @@ class DiffusionHead(nn.Module):
         init = self.init if init is None else init
         self._check_sampling(steps, hypotheses, eta, init)
 
-        coarse = self.coarse(features[-1]).float()
-        batch, joints, height, width = coarse.shape
+        finest = features[-1]
+        batch, (height, width) = finest.shape[0], finest.shape[-2:]
+        joints = self.coarse.num_joints
         folded = batch * hypotheses
         per_sample = (hypotheses, joints, height, width)
         source = NoiseSource(
-            batch_size=batch, device=coarse.device, generator=generator, sample_seeds=sample_seeds
+            batch_size=batch, device=finest.device, generator=generator, sample_seeds=sample_seeds
         )
         start = self._start_step(init)
         x_start = source.normal(per_sample).flatten(0, 1)  # [B*G, K, H, W], sample-major
+        coarse = None  # the coarse branch runs only when sampling starts from it
         if init == "coarse":
+            coarse = self.coarse(finest).float()
             x0 = self.process.to_signal(coarse.clamp(0, 1))
             x0 = x0.unsqueeze(1).expand(batch, *per_sample).flatten(0, 1)
-            t_start = torch.full((folded,), start, dtype=torch.long, device=coarse.device)
+            t_start = torch.full((folded,), start, dtype=torch.long, device=finest.device)
             x_start = self.process.q_sample(x0, t_start, x_start)
 
-        # Hypotheses are folded into the batch; the features, and the denoiser's
-        # feature-only work (computed here once per clip), are repeated, never recomputed.
-        def fold(level: torch.Tensor) -> torch.Tensor:
-            return level.unsqueeze(1).expand(batch, hypotheses, *level.shape[1:]).flatten(0, 1)
-
-        folded_features = [fold(level) for level in features]
-        folded_prepared = [fold(part) for part in self.denoiser.prepare(features)]
+        # Hypotheses are folded into x_t's batch; the G hypotheses of a clip share its
+        # features and the denoiser's feature-only work (computed here, once per clip).
+        prepared = self.denoiser.prepare(features)
 
         def denoise(x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, dict[str, Any]]:
             t_batch = torch.full((folded,), t, dtype=torch.long, device=x_t.device)
-            estimate = self.denoiser(x_t, t_batch, folded_features, folded_prepared)
+            estimate = self.denoiser(x_t, t_batch, features, prepared)
             heatmaps = estimate.heatmaps.float()
             # Clamp x0 to the data range before the update (as DDPM/DDIM code clips x0
             # to [-1, 1]): an out-of-range estimate would push x_t off the data manifold.
@@ -220,11 +219,9 @@ class DiffusionHead(nn.Module):
             draw_noise=lambda: source.normal(per_sample).flatten(0, 1),
         )
         final = records[-1]["heatmaps"].clamp(0, 1).view(batch, *per_sample)
-        result: dict[str, Any] = {
-            "heatmaps": final.mean(dim=1),
-            "hypothesis_heatmaps": final,
-            "coarse_heatmaps": coarse,
-        }
+        result: dict[str, Any] = {"heatmaps": final.mean(dim=1), "hypothesis_heatmaps": final}
+        if coarse is not None:
+            result["coarse_heatmaps"] = coarse
         if return_trajectory:
             result["trajectory"] = [
                 self._trajectory_entry(index, record, batch, decode or argmax_keypoints)

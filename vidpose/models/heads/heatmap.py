@@ -29,6 +29,7 @@ class HeatmapConv(nn.Module):
 
     def __init__(self, *, channels: int, num_joints: int) -> None:
         super().__init__()
+        self.num_joints = num_joints
         self.layers = nn.Sequential(
             nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False),
             group_norm(channels),
