@@ -489,7 +489,9 @@ class _OverlayOutput:
     def __init__(self, path: Path, *, fps: float, skeleton: Skeleton, threshold: float) -> None:
         from vidpose.visualization.video import VideoWriter
 
-        self.writer = VideoWriter(path, fps=fps)
+        # x264's "veryfast" preset: the overlay is a preview, and "medium" made writing
+        # it the largest cost after the model at 1280x720 (docs/benchmarks.md, section a)
+        self.writer = VideoWriter(path, fps=fps, preset="veryfast")
         self.skeleton = skeleton
         self.threshold = threshold
 

@@ -1,0 +1,66 @@
+"""The benchmark scripts' own logic (their numbers are printed, never asserted): the
+extraction stage timer accounts for the whole run, and hidden joints are scored by
+what hides them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+sys.path.insert(0, str(TOOLS))
+
+from bench_extract_memory import render_videos  # noqa: E402
+from bench_extract_split import measure  # noqa: E402
+from benchmark import pckh_by_cause  # noqa: E402
+
+from vidpose.data.posetrack import read_dataset  # noqa: E402
+from vidpose.data.synthetic import generate_dataset, read_hidden_by  # noqa: E402
+
+MODEL_STAGES = ("backbone", "temporal aggregator", "feature pyramid", "head (sampling + averaging)")
+
+
+def test_the_extraction_split_times_every_model_stage_inside_the_run(tmp_path):
+    video = render_videos(tmp_path, 4, 1, (160, 120), 2)[0]
+    stages = measure(video, tmp_path / "out", [], render=False, decoder="pyav")
+    assert (stages["frames"], stages["persons"]) == (4, 8)
+    assert all(stages[name] > 0 for name in MODEL_STAGES)
+    # the stages are disjoint parts of the run: their sum stays below the wall time
+    assert sum(stages[name] for name in MODEL_STAGES) < stages["total"]
+
+
+@pytest.fixture(scope="module")
+def occluded(tmp_path_factory):
+    root = generate_dataset(
+        tmp_path_factory.mktemp("occluded"), videos=2, frames=8, persons=2, occlusion=1.0,
+        progress=False,
+    )  # fmt: skip
+    return read_dataset("posetrack21", root, "posetrack_data/val"), read_hidden_by(root, "val")
+
+
+def ground_truth_predictions(videos, offset: float):
+    return [
+        SimpleNamespace(
+            image_id=frame.image_id,
+            track_id=person.track_id,
+            keypoints=person.keypoints[:, :2] + offset,
+        )
+        for video in videos
+        for frame in video.frames
+        for person in frame.persons
+    ]
+
+
+def test_pckh_by_cause_counts_each_joint_under_its_cause(occluded):
+    videos, causes = occluded
+    exact = pckh_by_cause(ground_truth_predictions(videos, 0.5), videos, causes)
+    far = pckh_by_cause(ground_truth_predictions(videos, 1000.0), videos, causes)
+    assert exact["occluder"][1] > 0 and exact["seen"][1] > 0
+    hidden = sum(exact[name][1] for name in ("occluder", "another person", "own body"))
+    assert exact["hidden (all)"][1] == hidden
+    for name, (score, count) in exact.items():
+        if count:
+            assert score == 100.0 and far[name][0] == 0.0, name
