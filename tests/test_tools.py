@@ -15,7 +15,7 @@ sys.path.insert(0, str(TOOLS))
 
 from bench_extract_memory import render_videos  # noqa: E402
 from bench_extract_split import measure  # noqa: E402
-from benchmark import pckh_by_cause  # noqa: E402
+from benchmark import joint_hits, paired_difference, pckh_by_cause  # noqa: E402
 
 from vidpose.data.posetrack import read_dataset  # noqa: E402
 from vidpose.data.synthetic import generate_dataset, read_hidden_by  # noqa: E402
@@ -64,3 +64,14 @@ def test_pckh_by_cause_counts_each_joint_under_its_cause(occluded):
     for name, (score, count) in exact.items():
         if count:
             assert score == 100.0 and far[name][0] == 0.0, name
+
+
+def test_paired_difference_compares_the_same_joints(occluded):
+    videos, causes = occluded
+    exact = joint_hits(ground_truth_predictions(videos, 0.5), videos, causes)
+    far = joint_hits(ground_truth_predictions(videos, 1000.0), videos, causes)
+    assert paired_difference(exact, exact, "occluder") == (0.0, 0.0, 0.0)
+    assert paired_difference(exact, far, "occluder") == (100.0, 100.0, 100.0)
+    assert paired_difference(far, exact, "hidden (all)") == (-100.0, -100.0, -100.0)
+    with pytest.raises(ValueError, match="different joints"):
+        paired_difference(exact, far[1:], "seen")

@@ -239,35 +239,68 @@ def section_d(work: Path, steps: int) -> dict:
     }
 
 
-def pckh_by_cause(predictions, videos, causes) -> dict[str, tuple[float, int]]:
-    """PCKh@0.5 (%, joints) of the ground-truth joints grouped by what hides them
-    (``vidpose.data.synthetic.HIDDEN_BY``: seen, occluder, another person, own body) and
-    over all hidden ones, matching predictions to ground truth by track id (GT boxes)."""
-    from vidpose.data.synthetic import HIDDEN_BY
-
+def joint_hits(predictions, videos, causes) -> list[tuple[str, int, bool]]:
+    """(video, ``HIDDEN_BY`` code, PCKh@0.5 hit) of every annotated ground-truth joint
+    that has a prediction, matching predictions to ground truth by track id (GT boxes),
+    in a fixed order (by image id, track id, joint) so two models' lists pair up."""
     truth = {}
     for video in videos:
         for frame in video.frames:
             for person in frame.persons:
-                truth[(frame.image_id, person.track_id)] = person
-    hits: dict[str, list[bool]] = {name: [] for name in (*HIDDEN_BY, "hidden (all)")}
-    for prediction in predictions:
+                truth[(frame.image_id, person.track_id)] = (video.name, person)
+    hits = []
+    for prediction in sorted(predictions, key=lambda p: (p.image_id, p.track_id)):
         key = (prediction.image_id, prediction.track_id)
-        person = truth.get(key)
-        if person is None or person.head_box is None:
+        if key not in truth or truth[key][1].head_box is None:
             continue
+        video, person = truth[key]
         head = 0.6 * np.linalg.norm(person.head_box[2:])
         distance = np.linalg.norm(prediction.keypoints - person.keypoints[:, :2], axis=1) / head
         for joint in np.flatnonzero(person.annotated):
-            hit = bool(distance[joint] <= 0.5)
-            code = int(causes[key][joint])
-            hits[HIDDEN_BY[code]].append(hit)
-            if code:
-                hits["hidden (all)"].append(hit)
-    return {
-        name: (100 * float(np.mean(values)) if values else float("nan"), len(values))
-        for name, values in hits.items()
-    }
+            hits.append((video, int(causes[key][joint]), bool(distance[joint] <= 0.5)))
+    return hits
+
+
+def _groups() -> dict[str, Callable[[int], bool]]:
+    from vidpose.data.synthetic import HIDDEN_BY
+
+    groups = {name: (lambda code, c=code: code == c) for code, name in enumerate(HIDDEN_BY)}
+    groups["hidden (all)"] = lambda code: code > 0
+    return groups
+
+
+def pckh_by_cause(predictions, videos, causes) -> dict[str, tuple[float, int]]:
+    """PCKh@0.5 (%, joints) of the ground-truth joints grouped by what hides them
+    (``vidpose.data.synthetic.HIDDEN_BY``: seen, occluder, another person, own body) and
+    over all hidden ones."""
+    hits = joint_hits(predictions, videos, causes)
+    result = {}
+    for name, member in _groups().items():
+        values = [hit for _, code, hit in hits if member(code)]
+        result[name] = (100 * float(np.mean(values)) if values else float("nan"), len(values))
+    return result
+
+
+def paired_difference(
+    hits_a, hits_b, group: str, *, samples: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
+    """PCKh of model a minus model b on the joints of ``group`` (same joints, paired),
+    with a 95% bootstrap interval over videos (joints of a video are not independent)."""
+    member = _groups()[group]
+    if [(v, c) for v, c, _ in hits_a] != [(v, c) for v, c, _ in hits_b]:
+        raise ValueError("paired_difference: the two models were scored on different joints")
+    per_video: dict[str, list[int]] = {}
+    for (video, code, a), (_, _, b) in zip(hits_a, hits_b, strict=True):
+        if member(code):
+            per_video.setdefault(video, []).append(int(a) - int(b))
+    names = sorted(per_video)
+    sums = np.array([sum(per_video[name]) for name in names], dtype=float)
+    counts = np.array([len(per_video[name]) for name in names], dtype=float)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(names), size=(samples, len(names)))
+    boot = sums[picks].sum(axis=1) / counts[picks].sum(axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return 100 * sums.sum() / counts.sum(), 100 * float(low), 100 * float(high)
 
 
 E_VIDEOS = 64  # per split: with 16 the models overfit (PCKh fell from 400 to 2000 steps)
@@ -305,7 +338,7 @@ def section_e(work: Path, steps: int, models: list[str]) -> dict:
     common = [f"data.root={root}", f"train.epochs={epochs}",
               "train.val_every=0", "train.batch_size=16", "test.flip_test=false",
               "test.batch_size=64"]  # fmt: skip
-    rows, results, trained = [], {}, {}
+    rows, results, trained, hits = [], {}, {}, {}
     causes = read_hidden_by(root, "val")
     videos = None
     for key in models:
@@ -324,7 +357,11 @@ def section_e(work: Path, steps: int, models: list[str]) -> dict:
             videos = read_dataset(config.data.format, config.data.root, config.data.val_annotations)
         predictions = evaluation.predictions  # the evaluated predictions, not a second pass
         pckh = pckh_by_cause(predictions, videos, causes)
+        hits[key] = joint_hits(predictions, videos, causes)
         trained[key] = (config, model)
+        if key == "diffusion":
+            sampling = config.model.diffusion
+            name = name.replace(")", f", S={sampling.sampling_steps}, G={sampling.hypotheses})")
         results[name] = {"mAP": evaluation.main_metric, "pckh": pckh, "train_clips_per_s": speed}
         scores = [f"{value:.1f}" for value, _ in pckh.values()]
         rows.append([name, f"{evaluation.main_metric:.1f}", *scores, f"{speed:.1f}"])
@@ -336,6 +373,20 @@ def section_e(work: Path, steps: int, models: list[str]) -> dict:
         ["model", "mAP", *(f"PCKh {name}" for name in pckh), "train clips/s"],
         rows,
     )
+    if "single" in hits:
+        compared = []
+        for key in (key for key in hits if key != "single"):
+            row = [E_MODELS[key][0]]
+            for group in ("occluder", "hidden (all)", "seen"):
+                delta, low, high = paired_difference(hits[key], hits["single"], group)
+                row.append(f"{delta:+.1f} [{low:+.1f}, {high:+.1f}]")
+            compared.append(row)
+        results["table_paired"] = table(
+            "e. PCKh minus the single-frame baseline's on the same joints, 95% bootstrap "
+            "interval over the validation videos",
+            ["model", "occluder", "hidden (all)", "seen"],
+            compared,
+        )
     if "diffusion" not in trained:
         return results
     config, model = trained["diffusion"]
@@ -347,12 +398,19 @@ def section_e(work: Path, steps: int, models: list[str]) -> dict:
             flip_test=False, show_progress=False,
         )  # fmt: skip
         pckh = pckh_by_cause(evaluation.predictions, videos, causes)
-        sweep.append([s, g, f"{evaluation.main_metric:.1f}", f"{pckh['occluder'][0]:.1f}",
-                      f"{pckh['hidden (all)'][0]:.1f}"])  # fmt: skip
+        row = [s, g, f"{evaluation.main_metric:.1f}", f"{pckh['occluder'][0]:.1f}",
+               f"{pckh['hidden (all)'][0]:.1f}"]  # fmt: skip
+        if "single" in hits:
+            sampled = joint_hits(evaluation.predictions, videos, causes)
+            delta, low, high = paired_difference(sampled, hits["single"], "occluder")
+            row.append(f"{delta:+.1f} [{low:+.1f}, {high:+.1f}]")
+        sweep.append(row)
     results["sweep"] = sweep
     results["table_sweep"] = table(
         "e. temporal diffusion vs steps S and hypotheses G (no retraining)",
-        ["S", "G", "mAP", "PCKh occluder", "PCKh hidden (all)"],
+        ["S", "G", "mAP", "PCKh occluder", "PCKh hidden (all)", "occluder vs single-frame"][
+            : len(sweep[0])
+        ],
         sweep,
     )
     return results

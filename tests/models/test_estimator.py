@@ -15,10 +15,19 @@ B, K, H, W = 3, 17, 16, 12  # micro config: 64 x 48 input, 4 x 3 tokens
 LEVELS = [(4, 3), (8, 6), (16, 12)]
 
 
+# Sampler defaults of the model under test (the tiny config samples in 1 step; 3 here
+# so that the tests see a multi-step search).
+MODEL_STEPS, MODEL_HYPOTHESES = 3, 4
+
+
 @pytest.fixture(scope="module")
 def diffusion_model(micro_config):
     torch.manual_seed(0)
-    return build_model(micro_config()).eval()
+    sampling = [
+        f"model.diffusion.sampling_steps={MODEL_STEPS}",
+        f"model.diffusion.hypotheses={MODEL_HYPOTHESES}",
+    ]
+    return build_model(micro_config(*sampling)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -177,8 +186,8 @@ def test_predict_from_features_equals_predict(diffusion_model, clip):
 
 def test_predict_defaults_come_from_the_config(diffusion_model, clip):
     result = diffusion_model.predict(clip[0][:1], return_trajectory=True)
-    assert len(result["trajectory"]) == 3  # model.diffusion.sampling_steps
-    assert result["hypothesis_heatmaps"].shape[1] == 4  # model.diffusion.hypotheses
+    assert len(result["trajectory"]) == MODEL_STEPS  # model.diffusion.sampling_steps
+    assert result["hypothesis_heatmaps"].shape[1] == MODEL_HYPOTHESES
 
 
 def test_predict_argument_errors(diffusion_model, clip):
