@@ -61,6 +61,8 @@ def test_pckh_by_cause_counts_each_joint_under_its_cause(occluded):
     assert exact["occluder"][1] > 0 and exact["seen"][1] > 0
     hidden = sum(exact[name][1] for name in ("occluder", "another person", "own body"))
     assert exact["hidden (all)"][1] == hidden
+    # an occluder moves on: some joints it hides are seen in a neighbouring frame
+    assert 0 < exact["occluder, seen at t-1 or t+1"][1] < exact["occluder"][1]
     for name, (score, count) in exact.items():
         if count:
             assert score == 100.0 and far[name][0] == 0.0, name
