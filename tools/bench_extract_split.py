@@ -31,25 +31,13 @@ from vidpose.timm_import import import_timm  # noqa: E402
 import_timm()
 
 from bench_extract_memory import render_videos  # noqa: E402
+from benchmark import VIT_S  # noqa: E402  (ViT-S/16, 256 x 192, T = 3, S = 3, G = 4)
 
 from vidpose.config import load_config  # noqa: E402
 from vidpose.inference.extract import ExtractOptions, extract_video  # noqa: E402
 from vidpose.inference.person_boxes import read_detections  # noqa: E402
 from vidpose.inference.predictor import build_predictor  # noqa: E402
 from vidpose.models.build import build_model  # noqa: E402
-
-# Extraction-scale model: ViT-S/16 at 256 x 192, T = 3 (the paper's input), the
-# sampler defaults of vidpose.config.DiffusionConfig.
-VIT_S = [
-    "model.backbone.name=vit_small_patch16_224",
-    "model.backbone.embed_dim=384",
-    "model.backbone.depth=12",
-    "model.backbone.num_heads=6",
-    "data.input_size=[256,192]",
-    "model.decoder_dim=128",
-    "model.diffusion.sampling_steps=3",
-    "model.diffusion.hypotheses=4",
-]
 
 
 class StageTimer:
