@@ -20,6 +20,27 @@ class CommandError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
+def _device(requested: str | None) -> str:
+    """``--device``, by default CUDA where torch has it; asking for CUDA without it is a
+    user error, not a torch traceback."""
+    import torch
+
+    device = requested or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CommandError(f"--device {device}: CUDA is not available in this torch build")
+    return device
+
+
+def _load_checkpoint(checkpoint: str, config: str | None, overrides: Sequence[str] = ()):
+    """``load_estimator`` with a missing or malformed file reported as a user error."""
+    from vidpose.inference.predictor import load_estimator
+
+    try:
+        return load_estimator(checkpoint, config=config, overrides=overrides)
+    except (FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from None
+
+
 def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
         "config", nargs=None if required else "?", help="experiment YAML file (see configs/)"
@@ -124,19 +145,11 @@ def _add_test(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from pathlib import Path
 
-        import torch
-
         from vidpose.data.json_fields import write_json_atomic
         from vidpose.engine.evaluate import evaluate_model
-        from vidpose.inference.predictor import load_estimator
 
-        try:
-            model, config = load_estimator(
-                args.checkpoint, config=args.config, overrides=args.overrides
-            )
-        except (FileNotFoundError, ValueError) as error:
-            raise CommandError(str(error)) from None
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, config = _load_checkpoint(args.checkpoint, args.config, args.overrides)
+        device = _device(args.device)
         out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + "_predictions")
         result = evaluate_model(
             config,
@@ -299,8 +312,6 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         from collections import Counter
         from pathlib import Path
 
-        import torch
-
         from vidpose.engine.distributed import shard_from_environment
         from vidpose.inference.extract import (
             ExtractOptions,
@@ -316,7 +327,7 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
             detection_file_for,
             read_detections,
         )
-        from vidpose.inference.predictor import build_predictor, load_estimator
+        from vidpose.inference.predictor import build_predictor
 
         for option in ("steps", "hypotheses", "batch_size", "max_frames"):
             value = getattr(args, option)
@@ -339,13 +350,11 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         rank, world_size = shard_from_environment()
         videos = select_shard(videos, shard_index * world_size + rank, shard_count * world_size)
 
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = _device(args.device)
         if device == "cuda" and world_size > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"  # one device per process
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise CommandError(f"--device {device}: CUDA is not available in this torch build")
+        model, config = _load_checkpoint(args.checkpoint, args.config)
         try:
-            model, config = load_estimator(args.checkpoint, config=args.config)
             predictor = build_predictor(
                 model,
                 config,
@@ -452,12 +461,10 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from pathlib import Path
 
-        import torch
-
         from vidpose.codecs.heatmap import build_codec
         from vidpose.data.json_fields import AnnotationError
         from vidpose.data.skeleton import get_skeleton
-        from vidpose.inference.predictor import build_predictor, load_estimator
+        from vidpose.inference.predictor import build_predictor
         from vidpose.visualization.search import sample_search
         from vidpose.visualization.search_input import (
             SearchInputError,
@@ -489,13 +496,8 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
             if value is not None and value < 1:
                 raise CommandError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
 
-        try:
-            model, config = load_estimator(
-                args.checkpoint, config=args.dataset, overrides=args.overrides
-            )
-        except (FileNotFoundError, ValueError) as error:
-            raise CommandError(str(error)) from None
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, config = _load_checkpoint(args.checkpoint, args.dataset, args.overrides)
+        device = _device(args.device)
         model = model.to(device).eval()
         skeleton = get_skeleton(config.data.skeleton)
         codec = build_codec(config.data)
