@@ -6,7 +6,7 @@ import pytest
 
 from vidpose.data.frames import FrameReadError
 from vidpose.data.skeleton import POSETRACK
-from vidpose.evaluation.posetrack_json import read_posetrack_file
+from vidpose.evaluation.posetrack_json import read_evaluation_file
 from vidpose.inference.extract import (
     BufferedFrame,
     ExtractOptions,
@@ -104,7 +104,7 @@ def test_writes_posetrack_json_and_csv_for_a_video_with_detections(
     assert summary.persons == len(detections)
     assert summary.decoder == "pyav"  # the default: sequential reads, flat memory
 
-    (parsed,) = read_posetrack_file(out / "crossing.json", role="predictions", split_videos=False)
+    (parsed,) = read_evaluation_file(out / "crossing.json", role="predictions", split_videos=False)
     assert parsed.num_frames == len(images)
     assert parsed.num_persons == len(detections)
     assert not np.any(parsed.person_frame == 3)
@@ -140,7 +140,7 @@ def test_json_and_csv_agree_on_every_person_of_a_longer_video(make_predictor, tm
         tmp_path / "long.mp4", make_predictor(), boxes, tmp_path,
         options=QUIET, frames=grey_frames(count, size=(48, 64)),
     )  # fmt: skip
-    (parsed,) = read_posetrack_file(tmp_path / "long.json", role="predictions", split_videos=False)
+    (parsed,) = read_evaluation_file(tmp_path / "long.json", role="predictions", split_videos=False)
     assert parsed.num_frames == count and parsed.num_persons == 2 * count
     rows = read_csv(tmp_path / "long.csv")
     from_csv = {
@@ -169,7 +169,7 @@ def test_track_ids_stay_stable_when_people_cross(make_predictor, tmp_path, cross
     extract_video(
         video, make_predictor(), read_detections(tmp_path / "crossing.txt"), out, options=QUIET
     )
-    (parsed,) = read_posetrack_file(out / "crossing.json", role="predictions", split_videos=False)
+    (parsed,) = read_evaluation_file(out / "crossing.json", role="predictions", split_videos=False)
     # Person 0 walks right: the track that starts on the left must stay the one whose
     # box centre is the smaller x in the first half and the larger in the second.
     identity = {}

@@ -10,7 +10,7 @@ import pytest
 
 from vidpose.cli import main
 from vidpose.data.frames import open_frames
-from vidpose.evaluation.posetrack_json import check_same_frames, read_posetrack_file
+from vidpose.evaluation.posetrack_json import check_same_frames, read_evaluation_file
 
 
 def extract(*args) -> int:
@@ -25,7 +25,7 @@ def grey_video(path: Path, write_mp4, frames: int = 8) -> Path:
 
 
 def predictions(path: Path):
-    (video,) = read_posetrack_file(path, role="predictions", split_videos=False)
+    (video,) = read_evaluation_file(path, role="predictions", split_videos=False)
     return video
 
 
@@ -65,7 +65,7 @@ def test_synthetic_videos_with_ground_truth_boxes_pair_with_the_ground_truth(
         extract(root / "videos" / "val", "--checkpoint", tiny_checkpoint, *boxes, "--out", out) == 0
     )
     (truth_file,) = sorted((root / "posetrack_data" / "val").glob("*.json"))
-    (truth,) = read_posetrack_file(truth_file, role="ground truth", split_videos=False)
+    (truth,) = read_evaluation_file(truth_file, role="ground truth", split_videos=False)
     predicted = predictions(out / truth_file.name)
     check_same_frames(truth, predicted)  # same frames, same image ids, same order
     assert predicted.num_persons == truth.num_persons

@@ -121,16 +121,16 @@ def load_posetrack_videos(
             raise EvaluationInputError(f"{path}: no *.json files in this {role} folder")
         videos = {}
         for file in files:
-            found = read_posetrack_file(file, role=role, skeleton=skeleton, split_videos=False)
+            found = read_evaluation_file(file, role=role, skeleton=skeleton, split_videos=False)
             videos[file.stem] = found[0]
         return videos
     if not path.is_file():
         raise EvaluationInputError(f"{path}: {role} path does not exist")
-    found = read_posetrack_file(path, role=role, skeleton=skeleton, split_videos=True)
+    found = read_evaluation_file(path, role=role, skeleton=skeleton, split_videos=True)
     return {video.name: video for video in sorted(found, key=lambda video: video.name)}
 
 
-def read_posetrack_file(
+def read_evaluation_file(
     path: str | Path, *, role: Role, skeleton: Skeleton = POSETRACK, split_videos: bool
 ) -> list[VideoAnnotations]:
     """Read one JSON file. See ``parse_posetrack_json``."""
