@@ -77,3 +77,29 @@ def test_paired_difference_compares_the_same_joints(occluded):
     assert paired_difference(far, exact, "hidden (all)") == (-100.0, -100.0, -100.0)
     with pytest.raises(ValueError, match="different joints"):
         paired_difference(exact, far[1:], "seen")
+
+
+def test_benchmark_e_scores_the_split_it_is_given_not_the_config_root(tmp_path):
+    from benchmark import REPO, _e_score, _e_split
+
+    from vidpose.config import load_config
+    from vidpose.models.build import build_model
+
+    # the training set has one person per video, the test set two: the predictions
+    # (made from the ground-truth boxes) tell which set was read
+    for name, persons, seed in (("train_set", 1, 1), ("test_set", 2, 2)):
+        generate_dataset(tmp_path / name, videos=1, frames=8, persons=persons, occlusion=1.0,
+                         seed=seed, progress=False)  # fmt: skip
+    trained_on = _e_split(tmp_path / "train_set", 1, seed=1)  # made above: read only
+    test = _e_split(tmp_path / "test_set", 1, seed=2)
+    config = load_config(
+        REPO / "configs/synthetic_tiny.yaml",
+        [f"data.root={trained_on['root']}", "model.diffusion.hypotheses=1"],
+    )
+    evaluation, pckh, hits = _e_score(config, build_model(config), test, tmp_path / "pred")
+    truth = [person for video in test["videos"] for frame in video.frames
+             for person in frame.persons]  # fmt: skip
+    assert len(evaluation.predictions) == len(truth) == 2 * 8
+    assert len(hits) == sum(int(person.annotated.sum()) for person in truth)
+    assert sum(count for name, (_, count) in pckh.items() if name in ("seen", "hidden (all)")) \
+        == len(hits)  # fmt: skip
