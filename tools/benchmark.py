@@ -339,6 +339,15 @@ E_MODELS = {
         "temporal heatmap baseline (T=3, t-2, t, t+2)",
         ["data.frame_offsets=[-2,0,2]", "model.head=heatmap"],
     ),
+    # the look-up masks' gain scaled by the evidence x_t carries (mask_gain: snr)
+    "diffusion_snr": (
+        "temporal diffusion, SNR masks (T=3)",
+        ["data.frame_offsets=[-1,0,1]", "model.diffusion.mask_gain=snr"],
+    ),
+    "diffusion_wide_snr": (
+        "temporal diffusion, SNR masks (T=3, t-2, t, t+2)",
+        ["data.frame_offsets=[-2,0,2]", "model.diffusion.mask_gain=snr"],
+    ),
 }
 
 
@@ -504,7 +513,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=2000, help="training steps (e)")
     parser.add_argument(
         "--e-models",
-        default="diffusion,single,temporal,diffusion_wide,temporal_wide",
+        default=",".join(E_MODELS),
         help="models of section e to run",
     )
     parser.add_argument(

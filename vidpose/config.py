@@ -108,6 +108,11 @@ class DiffusionConfig:
     hypotheses: int = 4  # random initialisations averaged at inference
     eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
     init: Literal["noise", "coarse"] = "noise"  # where sampling starts
+    # the look-up masks' softmax gain: "constant" over t (DiffPose), or "snr": scaled
+    # by sqrt(alpha_bar_t) / (1 - alpha_bar_t), the evidence x_t carries about where a
+    # joint is (uniform masks at pure noise, sharp ones near the data; see
+    # vidpose.models.interaction.snr_mask_scales)
+    mask_gain: Literal["constant", "snr"] = "constant"
     # init "coarse": start at t = round(coarse_start * (timesteps - 1)) from the coarse
     # heatmap noised by q_sample (near 1 the start is almost pure noise)
     coarse_start: float = 0.5

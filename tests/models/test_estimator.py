@@ -399,3 +399,55 @@ def test_fuse_widths_halve_from_coarse_to_fine_with_a_floor():
     assert fuse_widths(64, 3) == [64, 32, 16]
     assert fuse_widths(32, 3) == [32, 16, 16]
     assert fuse_widths(8, 2) == [8, 8]  # never wider than D
+
+
+# --------------------------------------------------------------------------- SNR masks
+
+
+def test_snr_mask_scales_follow_the_evidence_in_x_t():
+    from vidpose.models.diffusion.schedule import GaussianDiffusion
+    from vidpose.models.interaction import snr_mask_scales
+
+    alphas = GaussianDiffusion(timesteps=1000, schedule="cosine", signal_scale=1).alphas_cumprod
+    scales = snr_mask_scales(alphas, cap=10.0)
+    assert scales.shape == (1000,)
+    assert torch.all(scales[1:] <= scales[:-1])  # less evidence as t grows
+    assert scales[0] == 10.0 and scales[-1] < 1e-3  # capped near the data, ~0 at noise
+    half = int(torch.argmin((alphas - 0.5).abs()))  # 1 where alpha_bar = 0.5
+    assert scales[half] == pytest.approx(1.0, abs=0.01)
+    a = alphas[700].double()
+    assert scales[700] == pytest.approx(float(a.sqrt() / (1 - a) / 2**0.5), rel=1e-5)
+
+
+@pytest.fixture(scope="module")
+def snr_model(micro_config):
+    torch.manual_seed(0)
+    return build_model(micro_config("model.diffusion.mask_gain=snr")).eval()
+
+
+def test_snr_masks_are_uniform_at_pure_noise_and_follow_a_clean_heatmap(
+    snr_model, diffusion_model, clip, generator
+):
+    frames, targets = clip
+    with torch.no_grad():
+        features = snr_model.encode(frames)
+        last = snr_model.head.process.timesteps - 1
+        noise = torch.randn(B, K, H, W, generator=generator)
+        at_noise = snr_model.head.denoiser(noise, torch.full((B,), last), features)
+        clean = snr_model.head.process.to_signal(targets)
+        near_data = snr_model.head.denoiser(clean, torch.full((B,), 10), features)
+        # the constant gain (DiffPose) reads positions off the noise
+        constant = diffusion_model.head.denoiser(
+            noise, torch.full((B,), last), diffusion_model.encode(frames)
+        )
+    for mask in at_noise.masks:
+        uniform = torch.full_like(mask, 1 / mask[0, 0].numel())
+        torch.testing.assert_close(mask, uniform, rtol=1e-3, atol=0)
+    assert constant.masks[-1].amax() > 10 / constant.masks[-1][0, 0].numel()
+    finest = near_data.masks[-1].flatten(2)
+    assert torch.equal(finest.argmax(-1), targets.flatten(2).argmax(-1))
+    assert finest.amax(-1).mean() > 0.8  # sharp: most of the mass on the peak pixel
+    # at pure noise every hypothesis looks up the same features: one-step estimates agree
+    with torch.no_grad():
+        sampled = snr_model.predict(frames, steps=1, hypotheses=3)["hypothesis_heatmaps"]
+    torch.testing.assert_close(sampled[:, 0], sampled[:, 2], rtol=0, atol=1e-4)

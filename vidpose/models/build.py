@@ -21,6 +21,7 @@ from vidpose.models.diffusion.decoder import HeatmapDenoiser
 from vidpose.models.diffusion.schedule import GaussianDiffusion
 from vidpose.models.estimator import PoseEstimator
 from vidpose.models.heads import DiffusionHead, HeatmapConv, HeatmapHead
+from vidpose.models.interaction import snr_mask_scales
 from vidpose.models.pyramid import FeaturePyramid
 from vidpose.models.temporal import LinearTemporalFusion
 
@@ -32,17 +33,20 @@ _PYRAMID_UPSAMPLING = 4
 
 def _build_diffusion_head(cfg: Config, num_joints: int) -> nn.Module:
     diffusion = cfg.model.diffusion
+    process = GaussianDiffusion(
+        timesteps=diffusion.timesteps,
+        schedule=diffusion.schedule,
+        signal_scale=diffusion.signal_scale,
+    )
+    snr = diffusion.mask_gain == "snr"
     return DiffusionHead(
-        process=GaussianDiffusion(
-            timesteps=diffusion.timesteps,
-            schedule=diffusion.schedule,
-            signal_scale=diffusion.signal_scale,
-        ),
+        process=process,
         denoiser=HeatmapDenoiser(
             num_joints=num_joints,
             channels=cfg.model.decoder_dim,
             num_heads=cfg.model.decoder_heads,
             signal_scale=diffusion.signal_scale,
+            mask_scales=snr_mask_scales(process.alphas_cumprod) if snr else None,
         ),
         coarse=HeatmapConv(channels=cfg.model.decoder_dim, num_joints=num_joints),
         sampling_steps=diffusion.sampling_steps,

@@ -51,13 +51,30 @@ def fuse_widths(channels: int, num_scales: int) -> list[int]:
     return [max(channels >> level, min(channels, MIN_FUSE_WIDTH)) for level in range(num_scales)]
 
 
+def snr_mask_scales(alphas_cumprod: torch.Tensor, cap: float = 10.0) -> torch.Tensor:
+    """How much to trust x_t about where the joints are, per time step: [T] gain scales.
+
+    With x_t = sqrt(a) x0 + sqrt(1 - a) eps (a = alpha_bar_t) and x0 a peak at an
+    unknown position p, log p(x_t | p) = const + sqrt(a) / (1 - a) <x_t, x0_p>: the
+    posterior over p is a softmax of x_t's agreement with a peak at p, with inverse
+    temperature sqrt(a) / (1 - a). Scaling the masks' gain by it makes them uniform at
+    pure noise (x_t says nothing; every position is looked up alike) and sharp near
+    the data. Normalised to 1 at a = 0.5, so the learned gain is the gain there, and
+    capped (at t -> 0 the ratio grows without bound).
+    """
+    alphas = alphas_cumprod.double()
+    ratio = alphas.sqrt() / (1.0 - alphas).clamp_min(1e-12)
+    return (ratio / math.sqrt(2.0)).clamp(max=cap).float()  # sqrt(.5) / .5 = sqrt(2)
+
+
 def heatmap_masks(x_t: torch.Tensor, size: Sequence[int], gain: torch.Tensor) -> torch.Tensor:
     """Turn (noisy) heatmaps into per-joint spatial distributions at ``size``.
 
     Args:
         x_t: [B, K, H, W] heatmaps in the diffusion signal space.
         size: (h, w) of the target scale (H, W divisible by h, w).
-        gain: scalar tensor, the softmax inverse temperature.
+        gain: the softmax inverse temperature: a scalar tensor, or [B, 1, 1] (one per
+            row of x_t).
 
     Returns:
         [B, K, h, w] non-negative, summing to 1 over (h, w) for each joint.
@@ -312,6 +329,7 @@ class MultiScaleLookup(nn.Module):
         features: Sequence[torch.Tensor],
         times: Sequence[torch.Tensor],
         prepared: Sequence[torch.Tensor] | None = None,
+        mask_scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Interact at every scale and sum.
 
@@ -321,6 +339,8 @@ class MultiScaleLookup(nn.Module):
             features: pyramid levels coarse to fine, [B, D, h_s, w_s].
             times: per level, [B * G, D] the time embedding added to that level.
             prepared: :meth:`prepare` of the features, or None to compute it here.
+            mask_scale: [B * G] multipliers of every scale's mask gain (the time
+                step's :func:`snr_mask_scales`), or None.
 
         Returns:
             maps: [B * G, K, H, W] the sum of the upsampled per-scale maps.
@@ -340,7 +360,10 @@ class MultiScaleLookup(nn.Module):
         masks = []
         prepared = self.prepare(features) if prepared is None else prepared
         for index, (scale, level) in enumerate(zip(self.scales, features, strict=True)):
-            mask = heatmap_masks(x_t, level.shape[-2:], self.log_mask_gain[index].exp())
+            gain = self.log_mask_gain[index].exp()
+            if mask_scale is not None:
+                gain = gain * mask_scale.view(-1, 1, 1)
+            mask = heatmap_masks(x_t, level.shape[-2:], gain)
             maps = scale(level, mask, times[index], prepared[index])
             if maps.shape[-2:] != output_size:
                 maps = F.interpolate(maps, size=output_size, mode="bilinear", align_corners=False)

@@ -48,6 +48,9 @@ class HeatmapDenoiser(nn.Module):
             gain to 5 / scale, so a clean heatmap's peak (+scale) stands 10 nats
             above its background (-scale): enough to concentrate a mask on the peak
             of a 64 x 48 map (e^10 ~ 22000 > 3072 positions).
+        mask_scales: [T] multipliers of the masks' gain per time step
+            (:func:`~vidpose.models.interaction.snr_mask_scales`), or None for one
+            gain at every t (DiffPose).
     """
 
     def __init__(
@@ -58,9 +61,12 @@ class HeatmapDenoiser(nn.Module):
         num_heads: int,
         num_scales: int = 3,
         signal_scale: float = 1.0,
+        mask_scales: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.channels = channels
+        # not saved in checkpoints: it follows from the config, like the schedule
+        self.register_buffer("mask_scales", mask_scales, persistent=False)
         self.time_mlp = nn.Sequential(
             nn.Linear(channels, channels * 4), nn.GELU(), nn.Linear(channels * 4, channels)
         )
@@ -106,5 +112,6 @@ class HeatmapDenoiser(nn.Module):
         # uniformly over h x w; the interaction applies it without materialising
         # features + tau, so the feature-only work can be shared by every step.
         times = [project(time) for project in self.time_to_level]  # [B, D] per level
-        heatmaps, masks = self.interaction(x_t, features, times, prepared)
+        mask_scale = None if self.mask_scales is None else self.mask_scales[t]  # [B * G]
+        heatmaps, masks = self.interaction(x_t, features, times, prepared, mask_scale)
         return DenoiserOutput(heatmaps=heatmaps, masks=masks)
