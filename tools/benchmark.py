@@ -323,7 +323,10 @@ E_VIDEOS = 64  # per split: with 16 the models overfit (PCKh fell from 400 to 20
 E_TEST_VIDEOS = 192
 E_TEST_SEED = 8
 E_MODELS = {
-    "diffusion": ("temporal diffusion (T=3)", ["data.frame_offsets=[-1,0,1]"]),
+    "diffusion": (
+        "temporal diffusion (T=3)",
+        ["data.frame_offsets=[-1,0,1]", "model.diffusion.mask_gain=constant"],
+    ),
     "single": (
         "single-frame heatmap baseline (T=1)",
         ["data.frame_offsets=[0]", "model.head=heatmap"],
@@ -334,7 +337,10 @@ E_MODELS = {
     ),
     # Neighbours two frames away: the occluders cross a person in 6-14 frames, so
     # t +- 2 shows more of what they hide at t than t +- 1 (48% vs 29%).
-    "diffusion_wide": ("temporal diffusion (T=3, t-2, t, t+2)", ["data.frame_offsets=[-2,0,2]"]),
+    "diffusion_wide": (
+        "temporal diffusion (T=3, t-2, t, t+2)",
+        ["data.frame_offsets=[-2,0,2]", "model.diffusion.mask_gain=constant"],
+    ),
     "temporal_wide": (
         "temporal heatmap baseline (T=3, t-2, t, t+2)",
         ["data.frame_offsets=[-2,0,2]", "model.head=heatmap"],
@@ -407,9 +413,12 @@ def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True
     # anneals to the end of its cosine schedule.
     steps_per_epoch = E_VIDEOS * 24 * 2 // 16
     epochs = max(1, round(steps / steps_per_epoch))
+    # every diffusion model samples with S = 1, G = 4 (with SNR masks the G one-step
+    # estimates coincide: they all start from uniform masks)
     common = [f"data.root={val['root']}", f"train.epochs={epochs}",
               "train.val_every=0", "train.batch_size=16", "test.flip_test=false",
-              "test.batch_size=64"]  # fmt: skip
+              "test.batch_size=64", "model.diffusion.sampling_steps=1",
+              "model.diffusion.hypotheses=4"]  # fmt: skip
     rows, results, trained, hits = [], {}, {}, {}
     for key in models:
         name, overrides = E_MODELS[key]
@@ -481,23 +490,26 @@ def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True
         ["model", "mAP", "PCKh occluder", "occluder", "hidden (all)", "seen"],
         init_rows,
     )
-    if "diffusion" not in trained or not with_sweep:
+    swept = [key for key in ("diffusion", "diffusion_snr") if key in trained]
+    if not swept or not with_sweep:
         return results
-    config, model = trained["diffusion"]
     sweep = []
-    # a cross through the default (S = 3, G = 4): steps at G = 4, hypotheses at S = 3
-    for s, g in [(1, 4), (2, 4), (3, 4), (5, 4), (3, 1), (3, 2), (3, 8), (1, 1), (1, 8)]:
-        evaluation, pckh, sampled = _e_score(
-            config, model, val, work / "sweep", steps=s, hypotheses=g
-        )
-        row = [s, g, f"{evaluation.main_metric:.1f}", f"{pckh['occluder'][0]:.1f}",
-               f"{pckh['hidden (all)'][0]:.1f}"]  # fmt: skip
-        row += _paired_cells(sampled, single_val, ("occluder", "occluder, seen at t-1 or t+1"))
-        sweep.append(row)
+    for key in swept:
+        config, model = trained[key]
+        # a cross through the default (S = 3, G = 4): steps at G = 4, hypotheses at S = 3
+        for s, g in [(1, 4), (2, 4), (3, 4), (5, 4), (3, 1), (3, 2), (3, 8), (1, 1), (1, 8)]:
+            evaluation, pckh, sampled = _e_score(
+                config, model, val, work / "sweep", steps=s, hypotheses=g
+            )
+            row = [config.model.diffusion.mask_gain, s, g, f"{evaluation.main_metric:.1f}",
+                   f"{pckh['occluder'][0]:.1f}", f"{pckh['hidden (all)'][0]:.1f}"]  # fmt: skip
+            groups = ("occluder", "occluder, seen at t-1 or t+1")
+            sweep.append(row + _paired_cells(sampled, single_val, groups))
     results["sweep"] = sweep
     results["table_sweep"] = table(
-        "e. validation split: temporal diffusion vs steps S and hypotheses G (no retraining)",
-        ["S", "G", "mAP", "PCKh occluder", "PCKh hidden (all)"]
+        "e. validation split: temporal diffusion (t-1, t, t+1) vs steps S and hypotheses G "
+        "(no retraining)",
+        ["mask gain", "S", "G", "mAP", "PCKh occluder", "PCKh hidden (all)"]
         + ["occluder vs single-frame", "occluder seen at t-1/t+1 vs single-frame"],
         sweep,
     )

@@ -420,15 +420,19 @@ def test_snr_mask_scales_follow_the_evidence_in_x_t():
 
 
 @pytest.fixture(scope="module")
-def snr_model(micro_config):
-    torch.manual_seed(0)
-    return build_model(micro_config("model.diffusion.mask_gain=snr")).eval()
+def gain_models(micro_config):
+    models = {}
+    for gain in ("snr", "constant"):
+        torch.manual_seed(0)
+        models[gain] = build_model(micro_config(f"model.diffusion.mask_gain={gain}")).eval()
+    return models
 
 
 def test_snr_masks_are_uniform_at_pure_noise_and_follow_a_clean_heatmap(
-    snr_model, diffusion_model, clip, generator
+    gain_models, clip, generator
 ):
     frames, targets = clip
+    snr_model = gain_models["snr"]
     with torch.no_grad():
         features = snr_model.encode(frames)
         last = snr_model.head.process.timesteps - 1
@@ -437,9 +441,7 @@ def test_snr_masks_are_uniform_at_pure_noise_and_follow_a_clean_heatmap(
         clean = snr_model.head.process.to_signal(targets)
         near_data = snr_model.head.denoiser(clean, torch.full((B,), 10), features)
         # the constant gain (DiffPose) reads positions off the noise
-        constant = diffusion_model.head.denoiser(
-            noise, torch.full((B,), last), diffusion_model.encode(frames)
-        )
+        constant = gain_models["constant"].head.denoiser(noise, torch.full((B,), last), features)
     for mask in at_noise.masks:
         uniform = torch.full_like(mask, 1 / mask[0, 0].numel())
         torch.testing.assert_close(mask, uniform, rtol=1e-3, atol=0)
