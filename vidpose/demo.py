@@ -178,10 +178,12 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     from vidpose.config import save_config
 
     save_config(config, resolved)
-    # The tiny config samples in one step (its best setting); the search is shown over
-    # three, the library default, so that there is a search to see.
+    # The tiny config samples in one step with one hypothesis (its best setting); the
+    # search is shown with the library defaults, 3 steps x 4 hypotheses, so that there
+    # is a search to see.
     arguments = ["visualize", "--checkpoint", str(checkpoint), "--dataset", str(resolved),
-                 "--index", "0", "--out", str(search_dir), "--steps", "3"]  # fmt: skip
+                 "--index", "0", "--out", str(search_dir), "--steps", "3",
+                 "--hypotheses", "4"]  # fmt: skip
     _command("vidpose", *arguments)
     if cli_main(arguments) != 0:
         raise RuntimeError("the demo's search visualisation failed (see above)")
