@@ -61,6 +61,24 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path).model
 
 
+def test_resume_refuses_other_model_settings_but_not_other_sampler_defaults(dataset_root, tmp_path):
+    first = load_config(CONFIG, micro_overrides(dataset_root, **{"train.max_steps": 1}))
+    train(first, tmp_path / "run", show_progress=False)
+    # the mask gain changes no parameter shape: only the config check can catch it
+    other = {"train.max_steps": 2, "model.diffusion.mask_gain": "constant"}
+    changed = load_config(CONFIG, micro_overrides(dataset_root, **other))
+    with pytest.raises(ValueError, match=r"model\.diffusion\.mask_gain: 'snr' -> 'constant'"):
+        train(changed, tmp_path / "run", resume=True, show_progress=False)
+    sampler = {"train.max_steps": 2, "model.diffusion.sampling_steps": 5}
+    result = train(
+        load_config(CONFIG, micro_overrides(dataset_root, **sampler)),
+        tmp_path / "run",
+        resume=True,
+        show_progress=False,
+    )
+    assert load_checkpoint(result.checkpoint).trainer["step"] == 2
+
+
 def test_four_steps_equal_two_resume_two(dataset_root, tmp_path):
     straight = load_config(CONFIG, micro_overrides(dataset_root, **{"train.max_steps": 4}))
     train(straight, tmp_path / "straight", show_progress=False)

@@ -14,13 +14,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from vidpose.config import Config, save_config, to_dict
+from vidpose.config import Config, from_dict, save_config, to_dict
 from vidpose.engine.checkpoint import (
     Checkpoint,
     capture_rng_state,
@@ -132,6 +133,39 @@ class TrainResult:
     checkpoint: Path
 
 
+# Model settings that only choose how a trained model samples: a resumed run may change them.
+_SAMPLER_FIELDS = ("sampling_steps", "hypotheses", "eta", "init", "coarse_start")
+
+
+def _check_same_model(config: Config, saved: dict | None, path: Path) -> None:
+    """A resumed run must train the model its checkpoint holds: some settings (the
+    mask gain, the noise schedule) change no parameter shape, so loading the weights
+    would not catch a change of them."""
+    if saved is None:
+        return
+
+    def flat(tree: dict[str, Any], prefix: str = "model") -> dict[str, Any]:
+        items = {}
+        for key, value in tree.items():
+            name = f"{prefix}.{key}"
+            if isinstance(value, dict):
+                items.update(flat(value, name))
+            elif key not in _SAMPLER_FIELDS:
+                items[name] = value
+        return items
+
+    # through the schema, so settings added since the checkpoint take their defaults
+    then = flat(to_dict(from_dict(Config, saved, source=str(path)))["model"])
+    now = flat(to_dict(config)["model"])
+    changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
+    if changed:
+        details = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed)
+        raise ValueError(
+            f"--resume: {path} was trained with other model settings ({details}); resume "
+            "with the config it was trained with, or train into a new --work-dir"
+        )
+
+
 def train(
     config: Config,
     work_dir: str | Path,
@@ -203,6 +237,7 @@ def train(
                 f"--resume: no checkpoint to resume from at {latest_path}; start without --resume"
             )
         saved = load_checkpoint(latest_path)
+        _check_same_model(config, saved.config, latest_path)
         model.load_state_dict(saved.model)
         optimizer.load_state_dict(saved.optimizer)
         scheduler.load_state_dict(saved.scheduler)
