@@ -7,7 +7,7 @@ import av
 from vidpose.cli import main
 
 
-def test_quick_demo_runs_every_stage_and_rerun_reuses_them(tmp_path, capsys):
+def test_quick_demo_runs_every_stage_and_rerun_reuses_them(tmp_path, capsys, monkeypatch):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -36,3 +36,12 @@ def test_quick_demo_runs_every_stage_and_rerun_reuses_them(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"reusing {out / 'data'}" in printed
     assert "0 skipped as already done" not in printed
+
+    # a run of other model settings in the same folder is refused with advice
+    from vidpose import demo
+
+    monkeypatch.setitem(demo.QUICK, "model.diffusion.mask_gain", "constant")
+    assert main(["demo", "--quick", "--out", str(out)]) != 0
+    message = capsys.readouterr().err
+    assert "model.diffusion.mask_gain: 'snr' -> 'constant'" in message
+    assert "delete it or choose another --out" in message

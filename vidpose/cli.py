@@ -100,14 +100,14 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
         from vidpose.config import load_config
         from vidpose.engine.distributed import context_from_environment, shutdown
-        from vidpose.engine.trainer import TrainingDiverged, train
+        from vidpose.engine.trainer import ResumeMismatch, TrainingDiverged, train
 
         config = load_config(args.config, args.overrides)
         work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
         context = context_from_environment(args.device)
         try:
             result = train(config, work_dir, resume=args.resume, context=context)
-        except (TrainingDiverged, FileNotFoundError) as error:
+        except (TrainingDiverged, ResumeMismatch, FileNotFoundError) as error:
             raise CommandError(str(error)) from None
         finally:
             shutdown(context)

@@ -95,7 +95,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     from vidpose.cli import main as cli_main
     from vidpose.data.synthetic import generate_dataset
     from vidpose.engine.evaluate import evaluate_model
-    from vidpose.engine.trainer import train
+    from vidpose.engine.trainer import ResumeMismatch, train
     from vidpose.inference.predictor import load_estimator
 
     if (device or "cpu").startswith("cpu") and not torch.cuda.is_available():
@@ -125,7 +125,13 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     _command("vidpose", "train", DEMO_CONFIG, "--work-dir", work_dir,
              *[w for o in overrides for w in ("--set", o)])  # fmt: skip
     resume = (work_dir / "latest.safetensors").is_file()
-    result = train(config, work_dir, resume=resume, device=device)
+    try:
+        result = train(config, work_dir, resume=resume, device=device)
+    except ResumeMismatch as error:
+        raise RuntimeError(
+            f"{error}\n{out_dir} holds a demo run of other settings (an earlier vidpose?): "
+            f"delete it or choose another --out"
+        ) from None
     summary.seconds["train"] = time.perf_counter() - tick
     checkpoint = result.checkpoint
     summary.outputs["checkpoint"] = checkpoint

@@ -20,7 +20,7 @@ from vidpose.cli import main
 from vidpose.config import load_config
 from vidpose.data.synthetic import generate_dataset
 from vidpose.engine.checkpoint import load_checkpoint
-from vidpose.engine.trainer import TrainingDiverged, train
+from vidpose.engine.trainer import ResumeMismatch, TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "synthetic_tiny.yaml"
@@ -67,7 +67,7 @@ def test_resume_refuses_other_model_settings_but_not_other_sampler_defaults(data
     # the mask gain changes no parameter shape: only the config check can catch it
     other = {"train.max_steps": 2, "model.diffusion.mask_gain": "constant"}
     changed = load_config(CONFIG, micro_overrides(dataset_root, **other))
-    with pytest.raises(ValueError, match=r"model\.diffusion\.mask_gain: 'snr' -> 'constant'"):
+    with pytest.raises(ResumeMismatch, match=r"model\.diffusion\.mask_gain: 'snr' -> 'constant'"):
         train(changed, tmp_path / "run", resume=True, show_progress=False)
     sampler = {"train.max_steps": 2, "model.diffusion.sampling_steps": 5}
     result = train(

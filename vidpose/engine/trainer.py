@@ -133,6 +133,10 @@ class TrainResult:
     checkpoint: Path
 
 
+class ResumeMismatch(ValueError):
+    """``--resume`` onto a checkpoint trained with other model settings."""
+
+
 # Model settings that only choose how a trained model samples: a resumed run may change them.
 _SAMPLER_FIELDS = ("sampling_steps", "hypotheses", "eta", "init", "coarse_start")
 
@@ -160,7 +164,7 @@ def _check_same_model(config: Config, saved: dict | None, path: Path) -> None:
     changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
     if changed:
         details = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed)
-        raise ValueError(
+        raise ResumeMismatch(
             f"--resume: {path} was trained with other model settings ({details}); resume "
             "with the config it was trained with, or train into a new --work-dir"
         )
@@ -188,6 +192,7 @@ def train(
 
     Raises:
         TrainingDiverged: a NaN or infinite loss; ``latest`` is left as it was.
+        ResumeMismatch: ``resume`` onto a checkpoint of other model settings.
     """
     from vidpose.data.clips import build_dataset_from_config
     from vidpose.losses import build_criterion
