@@ -10,6 +10,8 @@ At every scale s (features F_s [B, D, h_s, w_s]):
 
 1. masks: x_t is area-averaged to h_s x w_s and a spatial softmax per joint turns
    it into a distribution over positions, M_s [B, K, h_s, w_s] (each sums to 1);
+   the softmax gain is learned per scale and, with ``mask_gain: snr``, scaled by the
+   evidence x_t carries at its time step (:func:`snr_mask_scales`);
 2. look-up: per-joint vectors g_k = sum_p M_s[k, p] F_s[:, p], [B, K, D];
 3. interaction with the unmasked features:
    - coarsest scale: the K joint vectors (plus a learned joint embedding) attend to
