@@ -354,6 +354,15 @@ E_MODELS = {
         "temporal diffusion, SNR masks (T=3, t-2, t, t+2)",
         ["data.frame_offsets=[-2,0,2]", "model.diffusion.mask_gain=snr"],
     ),
+    # half of the training inputs made from the model's own one-step estimate
+    "diffusion_snr_est": (
+        "temporal diffusion, SNR masks, estimate inputs (T=3)",
+        [
+            "data.frame_offsets=[-1,0,1]",
+            "model.diffusion.mask_gain=snr",
+            "model.diffusion.estimate_inputs=0.5",
+        ],
+    ),
 }
 
 

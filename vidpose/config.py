@@ -113,6 +113,10 @@ class DiffusionConfig:
     # joint is (uniform masks at pure noise, sharp ones near the data; see
     # vidpose.models.interaction.snr_mask_scales)
     mask_gain: Literal["constant", "snr"] = "constant"
+    # training: the share of samples whose x_t is made from the model's own one-step
+    # estimate (no gradient) instead of the ground truth, as the sampler's later steps
+    # see it (against exposure bias); 0 = DDPM's training
+    estimate_inputs: float = 0.0
     # init "coarse": start at t = round(coarse_start * (timesteps - 1)) from the coarse
     # heatmap noised by q_sample (near 1 the start is almost pure noise)
     coarse_start: float = 0.5

@@ -453,3 +453,47 @@ def test_snr_masks_are_uniform_at_pure_noise_and_follow_a_clean_heatmap(
     with torch.no_grad():
         sampled = snr_model.predict(frames, steps=1, hypotheses=3)["hypothesis_heatmaps"]
     torch.testing.assert_close(sampled[:, 0], sampled[:, 2], rtol=0, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- estimate inputs
+
+
+def test_training_inputs_from_the_models_own_estimate(micro_config, clip):
+    frames, targets = clip
+    seeds = torch.tensor([1, 2, 3])  # the same t and noise in both runs
+    runs = {}
+    for share in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = build_model(micro_config(f"model.diffusion.estimate_inputs={share}")).eval()
+        calls = []
+        hook = model.head.denoiser.register_forward_hook(
+            lambda _, args, output, calls=calls: calls.append((args[0], args[1], output))
+        )
+        try:
+            out = model(frames, target_heatmaps=targets, sample_seeds=seeds)
+        finally:
+            hook.remove()
+        runs[share] = (model.head, calls, out)
+    head, calls, out = runs[1.0]
+    assert len(calls) == 2
+    # first the estimate sampling starts with: the denoiser at t = T - 1 on x_T = noise
+    noise, first_t, first = calls[0]
+    assert torch.equal(first_t, torch.full((B,), head.process.timesteps - 1))
+    assert not first.heatmaps.requires_grad  # no gradient through the estimate
+    estimate = head.process.to_signal(first.heatmaps.clamp(0, 1))
+    assert not torch.allclose(estimate, head.process.to_signal(targets))
+    x_t, t, _ = calls[1]
+    torch.testing.assert_close(t, out["t"])
+    torch.testing.assert_close(x_t, head.process.q_sample(estimate, t, noise))
+    # DDPM's training: one call, the ground truth under the same noise
+    head, calls, out = runs[0.0]
+    assert len(calls) == 1
+    x_t, t, _ = calls[0]
+    torch.testing.assert_close(
+        x_t, head.process.q_sample(head.process.to_signal(targets), t, noise)
+    )
+
+
+def test_estimate_inputs_outside_0_1_is_rejected(micro_config):
+    with pytest.raises(ValueError, match="estimate_inputs"):
+        build_model(micro_config("model.diffusion.estimate_inputs=1.5"))

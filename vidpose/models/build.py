@@ -54,6 +54,7 @@ def _build_diffusion_head(cfg: Config, num_joints: int) -> nn.Module:
         eta=diffusion.eta,
         init=diffusion.init,
         coarse_start=diffusion.coarse_start,
+        estimate_inputs=diffusion.estimate_inputs,
     )
 
 

@@ -47,6 +47,11 @@ class DiffusionHead(nn.Module):
             round(coarse_start * (T - 1)) from q_sample(coarse heatmaps). Near 1 the
             start is almost pure noise (for the cosine schedule alpha_bar ~ 0 at the
             end), so the coarse estimate would be lost; 0.5 keeps about half of it.
+        estimate_inputs: in training, the share of samples whose x_t is noised from
+            the model's own one-step estimate (from pure noise, no gradient) instead
+            of the ground truth: the sampler's second step sees exactly such an x_t,
+            while DDPM's training only ever shows the denoiser true heatmaps under
+            noise (exposure bias). The target stays the ground truth.
     """
 
     def __init__(
@@ -60,6 +65,7 @@ class DiffusionHead(nn.Module):
         eta: float,
         init: Literal["noise", "coarse"],
         coarse_start: float,
+        estimate_inputs: float = 0.0,
     ) -> None:
         super().__init__()
         self.process = process
@@ -68,6 +74,11 @@ class DiffusionHead(nn.Module):
         if not 0.0 < coarse_start <= 1.0:
             raise ValueError(f"DiffusionHead: coarse_start must be in (0, 1], got {coarse_start}")
         self.coarse_start = coarse_start
+        if not 0.0 <= estimate_inputs <= 1.0:
+            raise ValueError(
+                f"DiffusionHead: estimate_inputs must be in [0, 1], got {estimate_inputs}"
+            )
+        self.estimate_inputs = estimate_inputs
         self.sampling_steps = sampling_steps
         self.hypotheses = hypotheses
         self.eta = eta
@@ -124,9 +135,35 @@ class DiffusionHead(nn.Module):
         )
         t = source.integers(self.process.timesteps)  # uniform t, DDPM algorithm 1
         noise = source.normal(target_heatmaps.shape[1:])
-        x_t = self.process.q_sample(self.process.to_signal(target_heatmaps.float()), t, noise)
+        x0 = self.process.to_signal(target_heatmaps.float())
+        if self.estimate_inputs > 0:
+            x0 = self._estimate_inputs(x0, noise, features, source)
+        x_t = self.process.q_sample(x0, t, noise)
         estimate = self.denoiser(x_t, t, features)
         return {"heatmaps": estimate.heatmaps, "coarse_heatmaps": coarse, "t": t}
+
+    def _estimate_inputs(
+        self,
+        x0: torch.Tensor,
+        noise: torch.Tensor,
+        features: Sequence[torch.Tensor],
+        source: NoiseSource,
+    ) -> torch.Tensor:
+        """x0 with a share of its samples replaced by the model's one-step estimate.
+
+        The estimate is what sampling makes first: the denoiser at t = T - 1 on x_T =
+        ``noise``. Noising it again with the same ``noise`` is DDIM's next x_t (at
+        t = T - 1, alpha_bar ~ 0, the implied eps is x_T itself).
+        """
+        scale = 1 << 20
+        chosen = source.integers(scale) < round(self.estimate_inputs * scale)  # [B]
+        if not bool(chosen.any()):
+            return x0
+        last = torch.full_like(chosen, self.process.timesteps - 1, dtype=torch.long)
+        with torch.no_grad():
+            first = self.denoiser(noise, last, features).heatmaps.float()
+        estimate = self.process.to_signal(first.clamp(0, 1))
+        return torch.where(chosen[:, None, None, None], estimate, x0)
 
     # ------------------------------------------------------------------ inference
 
