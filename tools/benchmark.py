@@ -363,6 +363,14 @@ E_MODELS = {
             "model.diffusion.estimate_inputs=0.5",
         ],
     ),
+    "diffusion_wide_snr_est": (
+        "temporal diffusion, SNR masks, estimate inputs (T=3, t-2, t, t+2)",
+        [
+            "data.frame_offsets=[-2,0,2]",
+            "model.diffusion.mask_gain=snr",
+            "model.diffusion.estimate_inputs=0.5",
+        ],
+    ),
 }
 
 
