@@ -414,6 +414,14 @@ def _paired_cells(hits, baseline, groups) -> list[str]:
     return cells
 
 
+def _training_label(config) -> str:
+    diffusion = config.model.diffusion
+    estimates = (
+        f", {diffusion.estimate_inputs:g} estimate inputs" if diffusion.estimate_inputs else ""
+    )
+    return diffusion.mask_gain + estimates
+
+
 def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True) -> dict:
     """Train (or resume) the chosen models on the occluded set, then evaluate them. The
     models are independent: train them in parallel processes with ``--e-models`` and
@@ -507,7 +515,7 @@ def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True
         ["model", "mAP", "PCKh occluder", "occluder", "hidden (all)", "seen"],
         init_rows,
     )
-    swept = [key for key in ("diffusion", "diffusion_snr") if key in trained]
+    swept = [key for key in ("diffusion", "diffusion_snr", "diffusion_snr_est") if key in trained]
     if not swept or not with_sweep:
         return results
     sweep = []
@@ -518,7 +526,7 @@ def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True
             evaluation, pckh, sampled = _e_score(
                 config, model, val, work / "sweep", steps=s, hypotheses=g
             )
-            row = [config.model.diffusion.mask_gain, s, g, f"{evaluation.main_metric:.1f}",
+            row = [_training_label(config), s, g, f"{evaluation.main_metric:.1f}",
                    f"{pckh['occluder'][0]:.1f}", f"{pckh['hidden (all)'][0]:.1f}"]  # fmt: skip
             groups = ("occluder", "occluder, seen at t-1 or t+1")
             sweep.append(row + _paired_cells(sampled, single_val, groups))
@@ -526,7 +534,7 @@ def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True
     results["table_sweep"] = table(
         "e. validation split: temporal diffusion (t-1, t, t+1) vs steps S and hypotheses G "
         "(no retraining)",
-        ["mask gain", "S", "G", "mAP", "PCKh occluder", "PCKh hidden (all)"]
+        ["masks, training", "S", "G", "mAP", "PCKh occluder", "PCKh hidden (all)"]
         + ["occluder vs single-frame", "occluder seen at t-1/t+1 vs single-frame"],
         sweep,
     )
