@@ -77,6 +77,18 @@ def test_resume_refuses_other_model_settings_but_not_other_sampler_defaults(data
         show_progress=False,
     )
     assert load_checkpoint(result.checkpoint).trainer["step"] == 2
+    # a heatmap baseline has no diffusion settings to differ
+    baseline = {"train.max_steps": 1, "model.head": "heatmap"}
+    train(load_config(CONFIG, micro_overrides(dataset_root, **baseline)), tmp_path / "base",
+          show_progress=False)  # fmt: skip
+    baseline.update({"train.max_steps": 2, "model.diffusion.mask_gain": "constant"})
+    result = train(
+        load_config(CONFIG, micro_overrides(dataset_root, **baseline)),
+        tmp_path / "base",
+        resume=True,
+        show_progress=False,
+    )
+    assert load_checkpoint(result.checkpoint).trainer["step"] == 2
 
 
 def test_four_steps_equal_two_resume_two(dataset_root, tmp_path):

@@ -161,6 +161,9 @@ def _check_same_model(config: Config, saved: dict | None, path: Path) -> None:
     # through the schema, so settings added since the checkpoint take their defaults
     then = flat(to_dict(from_dict(Config, saved, source=str(path)))["model"])
     now = flat(to_dict(config)["model"])
+    if now["model.head"] == then["model.head"] == "heatmap":  # no diffusion in the model
+        now, then = ({k: v for k, v in d.items() if not k.startswith("model.diffusion.")}
+                     for d in (now, then))  # fmt: skip
     changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
     if changed:
         details = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed)
