@@ -62,33 +62,21 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_refuses_other_model_settings_but_not_other_sampler_defaults(dataset_root, tmp_path):
-    first = load_config(CONFIG, micro_overrides(dataset_root, **{"train.max_steps": 1}))
-    train(first, tmp_path / "run", show_progress=False)
+    def run(folder: str, resume: bool = False, **overrides) -> Path:
+        config = load_config(CONFIG, micro_overrides(dataset_root, **overrides))
+        return train(config, tmp_path / folder, resume=resume, show_progress=False).checkpoint
+
+    run("run", **{"train.max_steps": 1})
     # the mask gain changes no parameter shape: only the config check can catch it
     other = {"train.max_steps": 2, "model.diffusion.mask_gain": "constant"}
-    changed = load_config(CONFIG, micro_overrides(dataset_root, **other))
     with pytest.raises(ResumeMismatch, match=r"model\.diffusion\.mask_gain: 'snr' -> 'constant'"):
-        train(changed, tmp_path / "run", resume=True, show_progress=False)
+        run("run", resume=True, **other)
     sampler = {"train.max_steps": 2, "model.diffusion.sampling_steps": 5}
-    result = train(
-        load_config(CONFIG, micro_overrides(dataset_root, **sampler)),
-        tmp_path / "run",
-        resume=True,
-        show_progress=False,
-    )
-    assert load_checkpoint(result.checkpoint).trainer["step"] == 2
+    assert load_checkpoint(run("run", resume=True, **sampler)).trainer["step"] == 2
     # a heatmap baseline has no diffusion settings to differ
-    baseline = {"train.max_steps": 1, "model.head": "heatmap"}
-    train(load_config(CONFIG, micro_overrides(dataset_root, **baseline)), tmp_path / "base",
-          show_progress=False)  # fmt: skip
-    baseline.update({"train.max_steps": 2, "model.diffusion.mask_gain": "constant"})
-    result = train(
-        load_config(CONFIG, micro_overrides(dataset_root, **baseline)),
-        tmp_path / "base",
-        resume=True,
-        show_progress=False,
-    )
-    assert load_checkpoint(result.checkpoint).trainer["step"] == 2
+    run("base", **{"train.max_steps": 1, "model.head": "heatmap"})
+    other.update({"model.head": "heatmap"})
+    assert load_checkpoint(run("base", resume=True, **other)).trainer["step"] == 2
 
 
 def test_four_steps_equal_two_resume_two(dataset_root, tmp_path):
