@@ -141,29 +141,32 @@ class ResumeMismatch(ValueError):
 _SAMPLER_FIELDS = ("sampling_steps", "hypotheses", "eta", "init", "coarse_start")
 
 
+def _model_settings(model: dict[str, Any]) -> dict[str, Any]:
+    """The dotted ``model.*`` settings that decide what a run trains: all but the
+    sampler defaults, and no diffusion settings for a heatmap head (it has none)."""
+    settings = {}
+
+    def walk(tree: dict[str, Any], prefix: str) -> None:
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                if not (key == "diffusion" and model["head"] == "heatmap"):
+                    walk(value, f"{prefix}.{key}")
+            elif key not in _SAMPLER_FIELDS:
+                settings[f"{prefix}.{key}"] = value
+
+    walk(model, "model")
+    return settings
+
+
 def _check_same_model(config: Config, saved: dict | None, path: Path) -> None:
     """A resumed run must train the model its checkpoint holds: some settings (the
     mask gain, the noise schedule) change no parameter shape, so loading the weights
     would not catch a change of them."""
     if saved is None:
         return
-
-    def flat(tree: dict[str, Any], prefix: str = "model") -> dict[str, Any]:
-        items = {}
-        for key, value in tree.items():
-            name = f"{prefix}.{key}"
-            if isinstance(value, dict):
-                items.update(flat(value, name))
-            elif key not in _SAMPLER_FIELDS:
-                items[name] = value
-        return items
-
     # through the schema, so settings added since the checkpoint take their defaults
-    then = flat(to_dict(from_dict(Config, saved, source=str(path)))["model"])
-    now = flat(to_dict(config)["model"])
-    if now["model.head"] == then["model.head"] == "heatmap":  # no diffusion in the model
-        now, then = ({k: v for k, v in d.items() if not k.startswith("model.diffusion.")}
-                     for d in (now, then))  # fmt: skip
+    then = _model_settings(to_dict(from_dict(Config, saved, source=str(path)))["model"])
+    now = _model_settings(to_dict(config)["model"])
     changed = sorted(key for key in now.keys() | then.keys() if now.get(key) != then.get(key))
     if changed:
         details = ", ".join(f"{key}: {then.get(key)!r} -> {now.get(key)!r}" for key in changed)

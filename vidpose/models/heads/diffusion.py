@@ -157,13 +157,16 @@ class DiffusionHead(nn.Module):
         """
         scale = 1 << 20
         chosen = source.integers(scale) < round(self.estimate_inputs * scale)  # [B]
-        if not bool(chosen.any()):
+        rows = chosen.nonzero().squeeze(1)
+        if rows.numel() == 0:
             return x0
-        last = torch.full_like(chosen, self.process.timesteps - 1, dtype=torch.long)
+        # the extra pass runs on the chosen samples only (the rest keep the ground truth)
+        last = torch.full_like(rows, self.process.timesteps - 1)
         with torch.no_grad():
-            first = self.denoiser(noise, last, features).heatmaps.float()
-        estimate = self.process.to_signal(first.clamp(0, 1))
-        return torch.where(chosen[:, None, None, None], estimate, x0)
+            first = self.denoiser(noise[rows], last, [level[rows] for level in features])
+        x0 = x0.clone()
+        x0[rows] = self.process.to_signal(first.heatmaps.float().clamp(0, 1))
+        return x0
 
     # ------------------------------------------------------------------ inference
 
