@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from vidpose.codecs.geometry import box_to_center_scale
+from vidpose.codecs.heatmap import build_codec
 from vidpose.config import Config, DataConfig
 from vidpose.data.clips import ClipDataset, build_dataset
 from vidpose.data.records import FrameRecord, PersonAnnotation, VideoRecord
@@ -164,7 +165,8 @@ def main() -> None:
             built = drawn_videos(root, videos=args.videos, frames=args.frames, size=size)
         videos, origin = built
         cfg = Config(data=DataConfig(root=str(root)))
-        dataset = build_dataset(cfg, "train", videos)
+        # training clips of a heatmap head (targets encoded by its codec)
+        dataset = build_dataset(cfg, "train", videos, codec=build_codec(cfg.data))
         print(
             f"dataset: {origin}, {size[0]} x {size[1]} JPEG frames, {len(dataset)} clips; "
             f"T={len(cfg.data.frame_offsets)}, input {cfg.data.input_size}, training augmentation"

@@ -203,6 +203,7 @@ def section_c() -> dict:
 
 
 def section_d(work: Path, steps: int) -> dict:
+    from vidpose.codecs.heatmap import build_codec
     from vidpose.data.clips import build_dataset_from_config
     from vidpose.data.synthetic import generate_dataset
     from vidpose.engine.trainer import train
@@ -220,7 +221,7 @@ def section_d(work: Path, steps: int) -> dict:
             "train.log_every=1",
         ],  # fmt: skip
     )
-    dataset = build_dataset_from_config(config, "train")
+    dataset = build_dataset_from_config(config, "train", codec=build_codec(config.data))
     dataset.set_epoch(0)
     count = min(len(dataset), 160)
     start = time.perf_counter()

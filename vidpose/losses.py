@@ -1,13 +1,14 @@
 """Named losses with a weight dict; no knowledge of the model.
 
-The criterion reads the model's output dictionary by key: each loss applies to one
-output if the model produced it ("heatmaps" for every head, "coarse_heatmaps" for
-the diffusion head's coarse branch).
+Each head offers its loss terms by name (``head.loss_names``, computed by
+``head.loss_terms(outputs, targets)``, see ``vidpose.models.heads.contract``); the
+:class:`Criterion` is their weighted sum, with the weights from the ``loss`` section
+of the config. The loss functions the heads share live here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import torch
@@ -16,8 +17,9 @@ from torch import nn
 if TYPE_CHECKING:
     from vidpose.config import Config
 
-# loss name (as in LossConfig and the returned dict) -> the output it is computed on
-LOSS_OUTPUTS: dict[str, str] = {"heatmap": "heatmaps", "coarse": "coarse_heatmaps"}
+LossTerms = Callable[
+    [Mapping[str, torch.Tensor], Mapping[str, torch.Tensor]], dict[str, torch.Tensor]
+]
 
 
 def weighted_heatmap_mse(
@@ -44,61 +46,84 @@ def weighted_heatmap_mse(
     return (squared * weights).mean()
 
 
-class Criterion(nn.Module):
-    """Weighted sum of named heatmap losses.
+def weighted_l1(
+    predicted: torch.Tensor, target: torch.Tensor, target_weights: torch.Tensor
+) -> torch.Tensor:
+    """Visibility-weighted mean absolute error of coordinates.
+
+    As :func:`weighted_heatmap_mse`, the mean is over every number (B * K * 2), so the
+    mean of per-process losses equals the global loss.
 
     Args:
-        weights: loss name -> weight; names from ``LOSS_OUTPUTS`` ("heatmap",
-            "coarse"). A loss whose output the model did not produce is skipped; a
-            zero weight still computes the term (so every parameter stays in the
-            graph, which DistributedDataParallel needs).
+        predicted: [B, K, 2].
+        target: [B, K, 2].
+        target_weights: [B, K] in [0, 1].
+
+    Returns:
+        scalar float32.
+    """
+    weights = target_weights.reshape(*target_weights.shape[:2], 1).float()
+    return ((predicted.float() - target.float()).abs() * weights).mean()
+
+
+class Criterion(nn.Module):
+    """Weighted sum of a head's named loss terms.
+
+    Args:
+        loss_terms: (outputs, targets) -> {name: unweighted scalar} (``head.loss_terms``).
+        weights: name -> weight for every name the head offers. A zero weight still
+            computes the term (so every parameter stays in the graph, which
+            DistributedDataParallel needs).
+        available: the names the head offers (``head.loss_names``); weights must name
+            exactly these.
     """
 
-    def __init__(self, *, weights: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        *,
+        loss_terms: LossTerms,
+        weights: Mapping[str, float],
+        available: tuple[str, ...],
+    ) -> None:
         super().__init__()
-        unknown = set(weights) - set(LOSS_OUTPUTS)
-        if unknown:
+        if set(weights) != set(available):
             raise ValueError(
-                f"Criterion: unknown losses {sorted(unknown)}; known: {', '.join(LOSS_OUTPUTS)}"
+                f"Criterion: weights for {sorted(weights)}, but the head offers the losses "
+                f"{list(available)}"
             )
+        self.loss_terms = loss_terms
         self.weights = dict(weights)
 
     def forward(
-        self,
-        outputs: Mapping[str, torch.Tensor],
-        target_heatmaps: torch.Tensor,
-        target_weights: torch.Tensor,
+        self, outputs: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """Compute the losses.
 
         Args:
-            outputs: the model's forward dict ("heatmaps" [B, K, H, W], optionally
-                "coarse_heatmaps" [B, K, H, W]).
-            target_heatmaps: [B, K, H, W] in [0, 1].
-            target_weights: [B, K] joint weights (0 for unannotated / outside).
+            outputs: the model's forward dict.
+            targets: the training targets ("keypoints", "target_weight", and the codec's
+                targets for heads with a codec; ``vidpose.models.heads.contract``).
 
         Returns:
-            one scalar per computed loss ("heatmap", "coarse"), unweighted, and
-            "loss", the weighted sum to back-propagate.
+            one scalar per term, unweighted, and "loss", the weighted sum to
+            back-propagate.
         """
-        losses: dict[str, torch.Tensor] = {}
-        total = None
-        for name, weight in self.weights.items():
-            key = LOSS_OUTPUTS[name]
-            if key not in outputs:
-                continue
-            value = weighted_heatmap_mse(outputs[key], target_heatmaps, target_weights)
-            losses[name] = value
-            total = value * weight if total is None else total + value * weight
-        if total is None:
-            raise ValueError(
-                f"Criterion: the outputs {sorted(outputs)} contain none of "
-                f"{sorted(LOSS_OUTPUTS.values())}"
-            )
-        losses["loss"] = total
-        return losses
+        losses = self.loss_terms(outputs, targets)
+        missing = set(self.weights) - set(losses)
+        if missing:
+            raise ValueError(f"Criterion: the head computed no {sorted(missing)}")
+        total = sum(losses[name] * weight for name, weight in self.weights.items())
+        return {**losses, "loss": total}
 
 
-def build_criterion(cfg: Config) -> Criterion:
-    """The criterion of an experiment config (reads ``cfg.loss`` only)."""
-    return Criterion(weights={"heatmap": cfg.loss.heatmap, "coarse": cfg.loss.coarse})
+def build_criterion(cfg: Config, head: nn.Module) -> Criterion:
+    """The criterion of ``head`` with the weights of ``cfg.loss`` for the terms it offers."""
+    names = tuple(head.loss_names)
+    unknown = [name for name in names if not hasattr(cfg.loss, name)]
+    if unknown:
+        raise ValueError(f"build_criterion: the config's loss section has no weight {unknown}")
+    return Criterion(
+        loss_terms=head.loss_terms,
+        weights={name: float(getattr(cfg.loss, name)) for name in names},
+        available=names,
+    )

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from vidpose.codecs.geometry import apply_affine, crop_to_image
-from vidpose.codecs.heatmap import HeatmapCodec
+from vidpose.codecs.heatmap import HeatmapCodec, build_codec
 from vidpose.config import Config, DataConfig
 from vidpose.data.clips import ClipDataset, build_dataset
 from vidpose.data.frames import FrameReadError
@@ -284,9 +284,27 @@ def test_missing_image_names_the_file(videos, tmp_path: Path) -> None:
 def test_build_dataset_from_config(videos) -> None:
     root, records = videos
     cfg = Config(data=DataConfig(root=str(root), input_size=(64, 48), frame_offsets=(0,)))
-    train = build_dataset(cfg, "train", records)
-    assert train.train and len(train) == 3 and train.codec.heatmap_size == (16, 12)
+    codec = build_codec(cfg.data)
+    train = build_dataset(cfg, "train", records, codec=codec)
+    assert train.train and len(train) == 3 and train.codec is codec
     assert train[0]["frames"].shape == (1, 3, 64, 48)
+    assert train[0]["heatmaps"].shape == (17, 16, 12)
     assert not build_dataset(cfg, "val", records).train
+
+
+def test_without_a_codec_samples_have_keypoints_and_weights_but_no_heatmaps(videos) -> None:
+    """Coordinate heads and evaluation get keypoints and weights only; the weights are
+    the codec's (annotated and inside the crop) whether or not heatmaps are made."""
+    root, records = videos
+    cfg = Config(data=DataConfig(root=str(root), input_size=(64, 48), frame_offsets=(0,)))
+    plain = build_dataset(cfg, "val", records)
+    coded = build_dataset(cfg, "val", records, codec=build_codec(cfg.data))
+    assert plain.codec is None and len(plain) == len(coded) > 0
+    for index in range(len(plain)):
+        sample, reference = plain[index], coded[index]
+        assert "heatmaps" not in sample and "heatmaps" in reference
+        torch.testing.assert_close(sample["keypoints"], reference["keypoints"])
+        torch.testing.assert_close(sample["target_weight"], reference["target_weight"])
+        assert sample["target_weight"].dtype == torch.float32
     with pytest.raises(ValueError, match="split"):
         build_dataset(cfg, "test", records)

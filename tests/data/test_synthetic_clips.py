@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from vidpose.codecs.geometry import crop_to_image
+from vidpose.codecs.heatmap import build_codec
 from vidpose.config import load_config
 from vidpose.data.clips import build_dataset
 from vidpose.data.posetrack import read_dataset
@@ -23,7 +24,7 @@ def root(tmp_path_factory):
 def test_targets_decode_back_to_the_annotated_image_points(root):
     config = load_config(None, [f"data.root={root}", "data.input_size=[128,96]"])
     videos = read_dataset("posetrack21", root, "posetrack_data/val")
-    dataset = build_dataset(config, "val", videos)
+    dataset = build_dataset(config, "val", videos, codec=build_codec(config.data))
     persons = sum(len(f.persons) for v in videos for f in v.frames if f.is_labeled)
     assert len(dataset) == persons > 0
 

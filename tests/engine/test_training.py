@@ -136,11 +136,11 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
 
     real_build = vidpose.losses.build_criterion
 
-    def poisoned_build(cfg):
-        criterion = real_build(cfg)
+    def poisoned_build(cfg, head):
+        criterion = real_build(cfg, head)
 
-        def poisoned(outputs, targets, weights):
-            losses = criterion(outputs, targets, weights)
+        def poisoned(outputs, targets):
+            losses = criterion(outputs, targets)
             losses["loss"] = losses["loss"] * float("nan")
             return losses
 
@@ -159,14 +159,14 @@ def test_ctrl_c_writes_a_checkpoint_that_resumes(dataset_root, tmp_path, monkeyp
     real_build = vidpose.losses.build_criterion
     calls = {"count": 0}
 
-    def interrupting_build(cfg):
-        criterion = real_build(cfg)
+    def interrupting_build(cfg, head):
+        criterion = real_build(cfg, head)
 
-        def interrupting(outputs, targets, weights):
+        def interrupting(outputs, targets):
             calls["count"] += 1
             if calls["count"] == 3:
                 raise KeyboardInterrupt
-            return criterion(outputs, targets, weights)
+            return criterion(outputs, targets)
 
         return interrupting
 

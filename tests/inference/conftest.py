@@ -15,6 +15,12 @@ from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.data.skeleton import POSETRACK
 from vidpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidpose.inference.predictor import VideoPosePredictor
+from vidpose.models.estimator import predict_with_flip
+from vidpose.models.heads.contract import (
+    HeadPrediction,
+    merge_flipped_coordinates,
+    merge_flipped_heatmaps,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_CONFIG = REPO / "configs" / "synthetic_tiny.yaml"
@@ -43,28 +49,57 @@ def crop_intensities(frames: torch.Tensor) -> torch.Tensor:
 
 
 class FakeModel(torch.nn.Module):
-    """Stands in for PoseEstimator.predict: Gaussian heatmaps at known crop positions.
+    """Stands in for PoseEstimator.predict: poses at known crop positions, answered with
+    the head contract (``HeadPrediction``).
 
     kind "template": every person gets the same standing pose inside its crop, so the
     keypoints move with the box. kind "dot": every joint sits on the brightest pixel of
     the key frame's crop, so the keypoints show where the crop really looked.
+    uncertainty: a per-joint uncertainty of that many crop pixels for every joint.
+    answer "heatmaps": Gaussian heatmaps at those points, decoded by the codec (a
+    heatmap head; the flip test averages heatmaps); "coordinates": the points
+    themselves (a regression head; the flip test mirrors coordinates). The flip test
+    is the library's (``predict_with_flip`` and the contract's merge functions).
     Records the batch sizes and the crops' mean intensities ([B, T]) of every call.
     """
 
-    def __init__(self, kind: str, codec: HeatmapCodec, key_index: int) -> None:
+    def __init__(
+        self,
+        kind: str,
+        codec: HeatmapCodec,
+        key_index: int,
+        answer: str = "heatmaps",
+        uncertainty: float | None = None,
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.codec = codec
         self.key_index = key_index
+        self.answer = answer
+        self.uncertainty = uncertainty
         self.batch_sizes: list[int] = []
         self.intensities: list[np.ndarray] = []
         self.weight = torch.nn.Parameter(torch.zeros(1))  # so .to(device) has a parameter
 
-    def predict(self, frames: torch.Tensor, **sampling) -> dict[str, torch.Tensor]:
+    def predict(self, frames: torch.Tensor, flip_test: bool = False, **sampling) -> HeadPrediction:
+        if flip_test:
+            return predict_with_flip(
+                self._predict_once, frames, head=self, flip_permutation=POSETRACK.flip_permutation
+            )
+        return self._predict_once(frames)
+
+    def merge_flipped(self, prediction, mirrored, flip_permutation) -> HeadPrediction:
+        if self.answer == "heatmaps":
+            return merge_flipped_heatmaps(prediction, mirrored, flip_permutation, codec=self.codec)
+        return merge_flipped_coordinates(
+            prediction, mirrored, flip_permutation, input_width=self.codec.input_size[1]
+        )
+
+    def _predict_once(self, frames: torch.Tensor) -> HeadPrediction:
         self.batch_sizes.append(len(frames))
         self.intensities.append(crop_intensities(frames).numpy())
         height, width = self.codec.input_size
-        heatmaps = []
+        all_points = []
         for clip in frames:
             if self.kind == "template":
                 points = _TEMPLATE * [width - 1, height - 1]
@@ -72,22 +107,45 @@ class FakeModel(torch.nn.Module):
                 brightness = clip[self.key_index].sum(0)
                 flat = int(brightness.argmax())
                 points = np.tile([flat % width, flat // width], (17, 1)).astype(float)
-            maps, _ = self.codec.encode(points, np.ones(17, bool))
-            heatmaps.append(torch.from_numpy(maps))
-        return {"heatmaps": torch.stack(heatmaps)}
+            all_points.append(points)
+        uncertainty = None
+        if self.uncertainty is not None:
+            uncertainty = torch.full((len(frames), 17), float(self.uncertainty))
+        if self.answer == "coordinates":
+            keypoints = torch.as_tensor(np.stack(all_points), dtype=torch.float32)
+            return HeadPrediction(
+                keypoints=keypoints, scores=torch.ones(keypoints.shape[:2]), uncertainty=uncertainty
+            )
+        heatmaps = torch.stack(
+            [
+                torch.from_numpy(self.codec.encode(points, np.ones(17, bool))[0])
+                for points in all_points
+            ]
+        )
+        keypoints, scores = self.codec.decode(heatmaps)
+        return HeadPrediction(
+            keypoints=keypoints, scores=scores, heatmaps=heatmaps, uncertainty=uncertainty
+        )
 
 
 @pytest.fixture
 def make_predictor() -> Callable[..., VideoPosePredictor]:
-    """make_predictor(kind="template", offsets=(-1, 0, 1), **kwargs) with a FakeModel."""
+    """make_predictor(kind="template", offsets=(-1, 0, 1), answer="heatmaps",
+    uncertainty=None, **kwargs) with a FakeModel."""
 
     def make(
-        kind: str = "template", offsets: Sequence[int] = (-1, 0, 1), **kwargs
+        kind: str = "template",
+        offsets: Sequence[int] = (-1, 0, 1),
+        answer: str = "heatmaps",
+        uncertainty: float | None = None,
+        **kwargs,
     ) -> VideoPosePredictor:
         codec = HeatmapCodec(input_size=FAKE_INPUT, heatmap_size=FAKE_HEATMAP, sigma=1.0)
-        model = FakeModel(kind, codec, key_index=list(offsets).index(0))
+        model = FakeModel(
+            kind, codec, key_index=list(offsets).index(0), answer=answer, uncertainty=uncertainty
+        )
         return VideoPosePredictor(
-            model, codec=codec, skeleton=POSETRACK, frame_offsets=offsets, **kwargs
+            model, input_size=FAKE_INPUT, skeleton=POSETRACK, frame_offsets=offsets, **kwargs
         )
 
     return make

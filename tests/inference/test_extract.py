@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from vidpose.codecs.geometry import invert_affine
 from vidpose.data.frames import FrameReadError
 from vidpose.data.skeleton import POSETRACK
 from vidpose.evaluation.posetrack_json import read_evaluation_file
@@ -113,7 +114,9 @@ def test_writes_posetrack_json_and_csv_for_a_video_with_detections(
 
     rows = read_csv(out / "crossing.csv")
     assert len(rows) == 17 * len(detections)
-    assert set(rows[0]) == {"video", "frame", "track", "joint", "x", "y", "score"}
+    assert list(rows[0]) == ["video", "frame", "track", "joint", "x", "y", "score", "uncertainty"]
+    assert {row["uncertainty"] for row in rows} == {""}  # this model has no uncertainty
+    assert all("keypoint_uncertainty" not in person for person in content["annotations"])
     first = [
         row for row in rows if row["frame"] == "0" and row["track"] == str(parsed.track_ids[0])
     ]
@@ -128,6 +131,30 @@ def test_writes_posetrack_json_and_csv_for_a_video_with_detections(
         video, make_predictor(), read_detections(detections_file), out, options=options
     )
     assert (again.decoder, again.frames) == ("decord", len(images))
+
+
+def test_the_models_uncertainty_is_written_in_frame_pixels(make_predictor, tmp_path):
+    """A head's per-joint uncertainty (input-crop pixels) reaches the JSON
+    (``keypoint_uncertainty``) and the CSV, scaled by the crop's size in the frame."""
+    predictor = make_predictor(uncertainty=2.0)
+    box = [4, 6, 30, 40]
+    boxes = boxes_from_mapping({i: ([box], [0.9]) for i in range(3)})
+    extract_video(
+        tmp_path / "grey.mp4", predictor, boxes, tmp_path,
+        options=QUIET, frames=grey_frames(3, size=(48, 64)),
+    )  # fmt: skip
+    crop_to_frame = np.sqrt(
+        abs(np.linalg.det(invert_affine(predictor.crop_affines([box])[0])[:, :2]))
+    )
+    assert abs(crop_to_frame - 1.0) > 0.1  # a 40-pixel-high box padded 1.25x: 50 of 64 pixels
+    content = json.loads((tmp_path / "grey.json").read_text())
+    for person in content["annotations"]:
+        np.testing.assert_allclose(person["keypoint_uncertainty"], [2.0 * crop_to_frame] * 17)
+    rows = read_csv(tmp_path / "grey.csv")
+    assert len(rows) == 3 * 17
+    np.testing.assert_allclose(
+        [float(row["uncertainty"]) for row in rows], 2.0 * crop_to_frame, atol=0.01
+    )
 
 
 def test_json_and_csv_agree_on_every_person_of_a_longer_video(make_predictor, tmp_path):

@@ -51,7 +51,7 @@ def test_config_builds(path):
     assert (height // stride, width // stride) == tuple(
         4 * side for side in model.backbone.grid_size
     )
-    build_criterion(cfg)
+    build_criterion(cfg, model.head)
 
 
 def test_paper_scale_configs_match_the_paper_setting():
@@ -72,10 +72,14 @@ def test_tiny_configs_run_a_forward_pass(path, generator):
     frames_per_clip = len(cfg.data.frame_offsets)
     height, width = cfg.data.input_size
     frames = torch.randn(2, frames_per_clip, 3, height, width, generator=generator)
-    targets = torch.rand(2, 17, height // 4, width // 4, generator=generator)
-    outputs = model(frames, target_heatmaps=targets, sample_seeds=torch.arange(2))
-    assert outputs["heatmaps"].shape == (2, 17, height // 4, width // 4)
-    losses = build_criterion(cfg)(outputs, targets, torch.ones(2, 17))
+    targets = {
+        "heatmaps": torch.rand(2, 17, height // 4, width // 4, generator=generator),
+        "keypoints": torch.rand(2, 17, 2, generator=generator) * torch.tensor([width, height]),
+        "target_weight": torch.ones(2, 17),
+    }
+    outputs = model(frames, targets=targets, sample_seeds=torch.arange(2))
+    losses = build_criterion(cfg, model.head)(outputs, targets)
+    assert set(losses) == {*model.head.loss_names, "loss"}
     assert torch.isfinite(losses["loss"])
 
 

@@ -59,10 +59,10 @@ def test_forward_has_the_same_keys_in_train_and_eval(diffusion_model, clip):
     seeds = torch.arange(B)
     try:
         diffusion_model.train()
-        trained = diffusion_model(frames, target_heatmaps=targets, sample_seeds=seeds)
+        trained = diffusion_model(frames, targets={"heatmaps": targets}, sample_seeds=seeds)
     finally:
         diffusion_model.eval()
-    evaluated = diffusion_model(frames, target_heatmaps=targets, sample_seeds=seeds)
+    evaluated = diffusion_model(frames, targets={"heatmaps": targets}, sample_seeds=seeds)
     assert set(trained) == set(evaluated) == {"heatmaps", "coarse_heatmaps", "t"}
     for outputs in (trained, evaluated):
         assert outputs["heatmaps"].shape == (B, K, H, W)
@@ -83,18 +83,18 @@ def test_stage_shapes(diffusion_model, clip):
 
 
 def test_diffusion_forward_needs_targets(diffusion_model, clip):
-    with pytest.raises(ValueError, match="target_heatmaps"):
+    with pytest.raises(ValueError, match="targets"):
         diffusion_model(clip[0])
 
 
 def test_forward_is_batch_independent_with_sample_seeds(diffusion_model, clip):
     frames, targets = clip
     seeds = torch.tensor([11, 12, 13])
-    batched = diffusion_model(frames, target_heatmaps=targets, sample_seeds=seeds)
+    batched = diffusion_model(frames, targets={"heatmaps": targets}, sample_seeds=seeds)
     for index in range(B):
         single = diffusion_model(
             frames[index : index + 1],
-            target_heatmaps=targets[index : index + 1],
+            targets={"heatmaps": targets[index : index + 1]},
             sample_seeds=seeds[index : index + 1],
         )
         assert torch.equal(single["t"][0], batched["t"][index])
@@ -120,18 +120,20 @@ def test_predict_outputs_and_trajectory(diffusion_model, clip):
         generator=torch.Generator().manual_seed(1),
         return_trajectory=True,
     )
-    assert set(result) == {"heatmaps", "hypothesis_heatmaps", "trajectory"}
-    assert result["heatmaps"].shape == (B, K, H, W)
-    assert result["hypothesis_heatmaps"].shape == (B, hypotheses, K, H, W)
-    torch.testing.assert_close(result["heatmaps"], result["hypothesis_heatmaps"].mean(1))
-    trajectory = result["trajectory"]
+    assert set(result.extras) == {"hypothesis_heatmaps"}
+    assert result.heatmaps.shape == (B, K, H, W)
+    hypothesis_heatmaps = result.extras["hypothesis_heatmaps"]
+    assert hypothesis_heatmaps.shape == (B, hypotheses, K, H, W)
+    torch.testing.assert_close(result.heatmaps, hypothesis_heatmaps.mean(1))
+    trajectory = result.trajectory
     assert len(trajectory) == steps
     assert [(s["t"], s["t_prev"]) for s in trajectory] == ddim_timesteps(999, steps)
     for index, entry in enumerate(trajectory):
         assert set(entry) == {
-            "step", "t", "t_prev", "x_t", "heatmaps", "masks", "keypoints", "scores"
+            "step", "label", "t", "t_prev", "x_t", "heatmaps", "masks", "keypoints", "scores"
         }  # fmt: skip
         assert entry["step"] == index
+        assert entry["label"] == f"t {entry['t']}->{entry['t_prev']}"
         assert entry["x_t"].shape == (B, hypotheses, K, H, W)
         assert entry["heatmaps"].shape == (B, hypotheses, K, H, W)
         assert shapes(list(entry["masks"])) == [(B, hypotheses, K, h, w) for h, w in LEVELS]
@@ -140,9 +142,7 @@ def test_predict_outputs_and_trajectory(diffusion_model, clip):
         assert entry["keypoints"].shape == (B, hypotheses, K, 2)
         assert entry["scores"].shape == (B, hypotheses, K)
     # the final heatmaps are the last x0 estimate (DDIM's last step lands on it)
-    torch.testing.assert_close(
-        result["hypothesis_heatmaps"], trajectory[-1]["heatmaps"].clamp(0, 1)
-    )
+    torch.testing.assert_close(hypothesis_heatmaps, trajectory[-1]["heatmaps"].clamp(0, 1))
 
 
 @pytest.mark.parametrize("init", ["noise", "coarse"])
@@ -157,8 +157,8 @@ def test_predict_is_batch_independent_with_sample_seeds(diffusion_model, clip, i
             frames[index : index + 1], sample_seeds=seeds[index : index + 1], **options
         )
         torch.testing.assert_close(
-            single["hypothesis_heatmaps"][0],
-            batched["hypothesis_heatmaps"][index],
+            single.extras["hypothesis_heatmaps"][0],
+            batched.extras["hypothesis_heatmaps"][index],
             atol=1e-5,
             rtol=1e-4,
         )
@@ -169,8 +169,9 @@ def test_predict_with_a_generator_is_reproducible(diffusion_model, clip):
     first = diffusion_model.predict(frames, generator=torch.Generator().manual_seed(3))
     second = diffusion_model.predict(frames, generator=torch.Generator().manual_seed(3))
     third = diffusion_model.predict(frames, generator=torch.Generator().manual_seed(4))
-    assert torch.equal(first["heatmaps"], second["heatmaps"])
-    assert not torch.equal(first["hypothesis_heatmaps"], third["hypothesis_heatmaps"])
+    assert torch.equal(first.heatmaps, second.heatmaps)
+    assert torch.equal(first.keypoints, second.keypoints)
+    assert not torch.equal(first.extras["hypothesis_heatmaps"], third.extras["hypothesis_heatmaps"])
 
 
 def test_predict_from_features_equals_predict(diffusion_model, clip):
@@ -181,13 +182,14 @@ def test_predict_from_features_equals_predict(diffusion_model, clip):
     from_features = diffusion_model.predict_from_features(
         features, generator=torch.Generator().manual_seed(2)
     )
-    assert torch.equal(direct["heatmaps"], from_features["heatmaps"])
+    assert torch.equal(direct.heatmaps, from_features.heatmaps)
+    assert torch.equal(direct.keypoints, from_features.keypoints)
 
 
 def test_predict_defaults_come_from_the_config(diffusion_model, clip):
     result = diffusion_model.predict(clip[0][:1], return_trajectory=True)
-    assert len(result["trajectory"]) == MODEL_STEPS  # model.diffusion.sampling_steps
-    assert result["hypothesis_heatmaps"].shape[1] == MODEL_HYPOTHESES
+    assert len(result.trajectory) == MODEL_STEPS  # model.diffusion.sampling_steps
+    assert result.extras["hypothesis_heatmaps"].shape[1] == MODEL_HYPOTHESES
 
 
 def test_predict_argument_errors(diffusion_model, clip):
@@ -280,9 +282,13 @@ def test_sampling_with_an_oracle_denoiser_returns_x0(diffusion_model, clip, step
     start = 999 if init == "noise" else 500
     assert calls == [t for t, _ in ddim_timesteps(start, steps)]
     assert prepare_calls == 1  # the feature-only work: once per clip, whatever S and G
-    assert torch.equal(result["hypothesis_heatmaps"], targets[:, None].expand(-1, 3, -1, -1, -1))
+    assert torch.equal(
+        result.extras["hypothesis_heatmaps"], targets[:, None].expand(-1, 3, -1, -1, -1)
+    )
     # the mean of three equal float32 maps can differ from them in the last bit
-    torch.testing.assert_close(result["heatmaps"], targets, atol=1e-7, rtol=0)
+    torch.testing.assert_close(result.heatmaps, targets, atol=1e-7, rtol=0)
+    # three identical hypotheses: no spread
+    torch.testing.assert_close(result.uncertainty, torch.zeros(B, K), atol=1e-4, rtol=0)
 
 
 def test_prepared_features_give_the_same_estimate_as_computing_them_inside(diffusion_model, clip):
@@ -328,8 +334,8 @@ def test_the_coarse_branch_runs_only_when_sampling_starts_from_it(diffusion_mode
         from_noise = diffusion_model.head.predict(features, steps=1, init="noise")
         from_coarse = diffusion_model.head.predict(features, steps=1, init="coarse")
         expected = diffusion_model.head.coarse(features[-1])
-    assert "coarse_heatmaps" not in from_noise
-    torch.testing.assert_close(from_coarse["coarse_heatmaps"], expected)
+    assert "coarse_heatmaps" not in from_noise.extras
+    torch.testing.assert_close(from_coarse.extras["coarse_heatmaps"], expected)
 
 
 def test_the_denoiser_reads_x_t_through_its_masks(diffusion_model, clip, generator):
@@ -354,10 +360,13 @@ def test_baseline_head_forward_and_predict(baseline_model, clip):
     outputs = baseline_model(frames)
     assert set(outputs) == {"heatmaps"} and outputs["heatmaps"].shape == (B, K, H, W)
     predicted = baseline_model.predict(frames, steps=5, hypotheses=3, return_trajectory=True)
-    assert set(predicted) == {"heatmaps", "hypothesis_heatmaps", "trajectory"}
-    torch.testing.assert_close(predicted["heatmaps"], outputs["heatmaps"])
-    assert predicted["hypothesis_heatmaps"].shape == (B, 1, K, H, W)
-    assert predicted["trajectory"] == []
+    torch.testing.assert_close(predicted.heatmaps, outputs["heatmaps"])
+    keypoints, scores = baseline_model.head.codec.decode(outputs["heatmaps"])
+    torch.testing.assert_close(predicted.keypoints, keypoints)
+    torch.testing.assert_close(predicted.scores, scores)
+    assert predicted.uncertainty is None
+    assert predicted.extras["hypothesis_heatmaps"].shape == (B, 1, K, H, W)
+    assert predicted.trajectory == []
     assert baseline_model.num_frames == 1
 
 
@@ -369,25 +378,35 @@ def test_gradients_reach_every_parameter(micro_config, base, generator, gaussian
     cfg = micro_config(base=base)
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    criterion = build_criterion(cfg)
+    criterion = build_criterion(cfg, model.head)
     frames = torch.randn(4, 3, 3, 64, 48, generator=generator)
-    targets = gaussian_heatmaps(4, K, (H, W), generator)
-    outputs = model(frames, target_heatmaps=targets, sample_seeds=torch.arange(4))
-    criterion(outputs, targets, torch.ones(4, K))["loss"].backward()
+    targets = {
+        "heatmaps": gaussian_heatmaps(4, K, (H, W), generator),
+        "target_weight": torch.ones(4, K),
+    }
+    outputs = model(frames, targets=targets, sample_seeds=torch.arange(4))
+    criterion(outputs, targets)["loss"].backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, name
         assert torch.isfinite(parameter.grad).all(), name
         assert parameter.grad.abs().sum() > 0, name
 
 
-def test_trajectory_keypoints_with_the_heatmap_codec(diffusion_model, clip, micro_config):
+def test_keypoints_are_decoded_by_the_heads_codec(diffusion_model, clip, micro_config):
     from vidpose.codecs.heatmap import build_codec
 
     codec = build_codec(micro_config().data)
-    result = diffusion_model.predict(
-        clip[0], steps=2, hypotheses=2, return_trajectory=True, decode=codec.decode
-    )
-    for entry in result["trajectory"]:
+    result = diffusion_model.predict(clip[0], steps=2, hypotheses=2, return_trajectory=True)
+    keypoints, scores = codec.decode(result.heatmaps)
+    torch.testing.assert_close(result.keypoints, keypoints)
+    torch.testing.assert_close(result.scores, scores)
+    # the uncertainty is the spread of the hypotheses' own keypoints
+    own, _ = codec.decode(result.extras["hypothesis_heatmaps"].flatten(0, 1))
+    own = own.view(B, 2, K, 2)
+    spread = ((own - own.mean(1, keepdim=True)) ** 2).sum(-1).mean(1).sqrt()
+    torch.testing.assert_close(result.uncertainty, spread)
+    assert (result.uncertainty > 0).any()
+    for entry in result.trajectory:
         assert entry["keypoints"].shape == (B, 2, K, 2)
         expected, _ = codec.decode(entry["heatmaps"].flatten(0, 1))
         torch.testing.assert_close(entry["keypoints"].flatten(0, 1), expected)
@@ -451,7 +470,7 @@ def test_snr_masks_are_uniform_at_pure_noise_and_follow_a_clean_heatmap(
     assert finest.amax(-1).mean() > 0.8  # sharp: most of the mass on the peak pixel
     # at pure noise every hypothesis looks up the same features: one-step estimates agree
     with torch.no_grad():
-        sampled = snr_model.predict(frames, steps=1, hypotheses=3)["hypothesis_heatmaps"]
+        sampled = snr_model.predict(frames, steps=1, hypotheses=3).extras["hypothesis_heatmaps"]
     torch.testing.assert_close(sampled[:, 0], sampled[:, 2], rtol=0, atol=1e-4)
 
 
@@ -470,7 +489,7 @@ def test_training_inputs_from_the_models_own_estimate(micro_config, clip):
             lambda _, args, output, calls=calls: calls.append((args[0], args[1], output))
         )
         try:
-            out = model(frames, target_heatmaps=targets, sample_seeds=seeds)
+            out = model(frames, targets={"heatmaps": targets}, sample_seeds=seeds)
         finally:
             hook.remove()
         runs[share] = (model.head, calls, out)

@@ -14,7 +14,7 @@ def test_tiny_model_fits_a_fixed_batch(micro_config, generator, gaussian_heatmap
     cfg = micro_config("model.backbone.depth=2", "model.decoder_dim=48")
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    criterion = build_criterion(cfg)
+    criterion = build_criterion(cfg, model.head)
     batch, joints = 4, 17
     frames = torch.randn(batch, 3, 3, 64, 48, generator=generator)
     targets = gaussian_heatmaps(batch, joints, (16, 12), generator)
@@ -25,8 +25,9 @@ def test_tiny_model_fits_a_fixed_batch(micro_config, generator, gaussian_heatmap
     for step in range(30):
         # fresh t and noise every step (seeds vary), as in real training
         seeds = torch.arange(batch) + 100 * step
-        outputs = model(frames, target_heatmaps=targets, sample_seeds=seeds)
-        losses = criterion(outputs, targets, weights)
+        batch_targets = {"heatmaps": targets, "target_weight": weights}
+        outputs = model(frames, targets=batch_targets, sample_seeds=seeds)
+        losses = criterion(outputs, batch_targets)
         optimizer.zero_grad()
         losses["loss"].backward()
         optimizer.step()

@@ -356,16 +356,13 @@ def visualize(*args) -> int:
     return main(["visualize", *map(str, args)])
 
 
-def direct_trajectory(model, frames: torch.Tensor, codec, seed: int, **sampling) -> dict:
+def direct_trajectory(model, frames: torch.Tensor, seed: int, **sampling):
+    """The model's own answer (HeadPrediction) with its trajectory, seeded."""
     generator = torch.Generator().manual_seed(seed)
-    output = model.predict(
-        frames[None], generator=generator, return_trajectory=True, decode=codec.decode, **sampling
-    )
-    return output
+    return model.predict(frames[None], generator=generator, return_trajectory=True, **sampling)
 
 
 def test_cli_dataset_item_draws_the_trajectory_predict_returns(setup, tmp_path):
-    from vidpose.codecs.heatmap import build_codec
     from vidpose.data.clips import build_dataset_from_config
 
     out = tmp_path / "out"
@@ -391,25 +388,23 @@ def test_cli_dataset_item_draws_the_trajectory_predict_returns(setup, tmp_path):
 
     record = json.loads((out / "trajectory.json").read_text())
     item = build_dataset_from_config(setup["config"], "val")[1]
-    codec = build_codec(setup["config"].data)
-    direct = direct_trajectory(setup["model"], item["frames"], codec, 5, steps=3, hypotheses=2)
-    assert len(record["steps"]) == len(direct["trajectory"]) == 3
-    for written, step in zip(record["steps"], direct["trajectory"], strict=True):
+    direct = direct_trajectory(setup["model"], item["frames"], 5, steps=3, hypotheses=2)
+    assert len(record["steps"]) == len(direct.trajectory) == 3
+    for written, step in zip(record["steps"], direct.trajectory, strict=True):
         np.testing.assert_array_equal(
             np.array(written["keypoints"], np.float32), step["keypoints"][0].numpy()
         )
         assert (written["t"], written["t_prev"]) == (step["t"], step["t_prev"])
     # The last step's consensus is the model's prediction.
-    final, _ = codec.decode(direct["heatmaps"])
     np.testing.assert_array_equal(
-        np.array(record["steps"][-1]["consensus_keypoints"], np.float32), final[0].numpy()
+        np.array(record["steps"][-1]["consensus_keypoints"], np.float32),
+        direct.keypoints[0].numpy(),
     )
     np.testing.assert_array_equal(record["ground_truth"]["keypoints"], item["keypoints"].numpy())
     assert record["metadata"]["seed"] == 5 and record["metadata"]["index"] == 1
 
 
 def test_cli_video_with_a_ground_truth_track(setup, tmp_path):
-    from vidpose.codecs.heatmap import build_codec
     from vidpose.data.posetrack import read_posetrack_file
     from vidpose.inference.predictor import build_predictor
 
@@ -433,9 +428,8 @@ def test_cli_video_with_a_ground_truth_track(setup, tmp_path):
     frames = open_frames(video)
     predictor = build_predictor(setup["model"], setup["config"])
     clip = predictor.crop_clips([frames[1], frames[2], frames[3]], person.bbox[None])[0]
-    direct = direct_trajectory(setup["model"], clip, build_codec(setup["config"].data), 0,
-                               steps=2, hypotheses=1)  # fmt: skip
-    for written, step in zip(record["steps"], direct["trajectory"], strict=True):
+    direct = direct_trajectory(setup["model"], clip, 0, steps=2, hypotheses=1)
+    for written, step in zip(record["steps"], direct.trajectory, strict=True):
         np.testing.assert_array_equal(
             np.array(written["keypoints"], np.float32), step["keypoints"][0].numpy()
         )

@@ -182,3 +182,51 @@ def crop_to_image(points: ArrayOrTensor, inverse_affine: ArrayOrTensor) -> Array
         [..., K, 2] image pixels.
     """
     return apply_affine(points, inverse_affine)
+
+
+def crop_lengths_to_image(lengths: ArrayOrTensor, inverse_affine: ArrayOrTensor) -> ArrayOrTensor:
+    """Scale lengths in crop pixels (e.g. a per-joint uncertainty) to image pixels.
+
+    A crop's affine is a similarity (scale, rotation, translation; a flip keeps the
+    length scale), so a length scales by sqrt(|det L|) of the inverse's linear part L.
+
+    Args:
+        lengths: [..., K] crop pixels.
+        inverse_affine: [..., 2, 3] crop -> image matrices, one per leading index.
+
+    Returns:
+        [..., K] image pixels, same type as ``lengths``.
+    """
+    if isinstance(lengths, torch.Tensor):
+        matrix = torch.as_tensor(inverse_affine, dtype=lengths.dtype, device=lengths.device)
+        factor = torch.linalg.det(matrix[..., :2]).abs().sqrt()
+    else:
+        matrix = np.asarray(inverse_affine, dtype=np.float64)
+        factor = np.sqrt(np.abs(np.linalg.det(matrix[..., :2])))
+    return lengths * factor[..., None]
+
+
+def inside_crop(
+    keypoints: npt.ArrayLike, visible: npt.ArrayLike, input_size: tuple[int, int]
+) -> np.ndarray:
+    """[K] bool: joints that are annotated, finite and inside the crop's pixel extent
+    [-0.5, W - 0.5) x [-0.5, H - 0.5) (the joints every head is trained on).
+
+    Args:
+        keypoints: [K, 2] x, y in input-crop pixels.
+        visible: [K] bool, annotated joints.
+        input_size: (H, W) of the crop.
+    """
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    height, width = input_size
+    x, y = keypoints[:, 0], keypoints[:, 1]
+    with np.errstate(invalid="ignore"):
+        return (
+            np.asarray(visible, dtype=bool)
+            & np.isfinite(x)
+            & np.isfinite(y)
+            & (x >= -0.5)
+            & (x < width - 0.5)
+            & (y >= -0.5)
+            & (y < height - 0.5)
+        )

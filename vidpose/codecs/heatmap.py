@@ -31,6 +31,8 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from vidpose.codecs.geometry import inside_crop
+
 if TYPE_CHECKING:
     from vidpose.config import DataConfig
 
@@ -147,19 +149,8 @@ class HeatmapCodec:
                 f"HeatmapCodec.encode: expected keypoints [K, 2] and visible [K], got "
                 f"{keypoints.shape} and {visible.shape}"
             )
-        in_h, in_w = self.input_size
         map_h, map_w = self.heatmap_size
-        x, y = keypoints[:, 0], keypoints[:, 1]
-        with np.errstate(invalid="ignore"):
-            inside = (
-                visible
-                & np.isfinite(x)
-                & np.isfinite(y)
-                & (x >= -0.5)
-                & (x < in_w - 0.5)
-                & (y >= -0.5)
-                & (y < in_h - 0.5)
-            )
+        inside = inside_crop(keypoints, visible, self.input_size)
         centers = self.input_to_heatmap(np.where(inside[:, None], keypoints, 0.0))
         # The 2-D Gaussian is separable: exp(-(dx^2 + dy^2) / 2s^2) = gx * gy.
         denominator = 2.0 * self.sigma**2

@@ -28,8 +28,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vidpose.codecs.geometry import box_to_center_scale, center_scale_to_box, invert_affine
-from vidpose.codecs.heatmap import HeatmapCodec, build_codec
+from vidpose.codecs.geometry import (
+    box_to_center_scale,
+    center_scale_to_box,
+    inside_crop,
+    invert_affine,
+)
+from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.data.frames import FrameReadError
 from vidpose.data.records import FrameRecord, PersonAnnotation, VideoRecord
 from vidpose.data.skeleton import Skeleton, get_skeleton
@@ -63,7 +68,9 @@ class ClipDataset(torch.utils.data.Dataset):
         frame_offsets: frame offsets around the key frame (an odd number, including 0);
             the clip's frames come in this order.
         input_size: (H, W) of the model input; must equal ``codec.input_size``.
-        codec: encodes the target heatmaps.
+        codec: encodes the target heatmaps (the head's codec,
+            ``vidpose.models.heads.contract``); None: keypoint targets only (heads
+            that train on coordinates, and evaluation).
         skeleton: flip pairs and the upper/lower body split.
         train: augment, and use only persons with at least one annotated joint.
         augmentation: strengths (ignored when ``train`` is False).
@@ -76,7 +83,7 @@ class ClipDataset(torch.utils.data.Dataset):
 
     A sample is a dict:
         frames: [T, 3, H, W] float32, ImageNet-normalised RGB crops.
-        heatmaps: [K, H/s, W/s] float32 target heatmaps (codec grid).
+        heatmaps: [K, H/s, W/s] float32 target heatmaps (codec grid); only with a codec.
         target_weight: [K] float32, 1 for annotated joints inside the crop.
         keypoints: [K, 2] float32 target joints in input-crop pixels (after any flip,
             left/right swapped).
@@ -99,7 +106,7 @@ class ClipDataset(torch.utils.data.Dataset):
         *,
         frame_offsets: Sequence[int] = (-1, 0, 1),
         input_size: tuple[int, int],
-        codec: HeatmapCodec,
+        codec: HeatmapCodec | None,
         skeleton: Skeleton,
         train: bool,
         augmentation: Augmentation | None = None,
@@ -114,7 +121,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 f"ClipDataset: frame_offsets must be an odd number of offsets including 0 "
                 f"(the key frame), got {list(offsets)}"
             )
-        if tuple(input_size) != codec.input_size:
+        if codec is not None and tuple(input_size) != codec.input_size:
             raise ValueError(
                 f"ClipDataset: input_size {tuple(input_size)} differs from the codec's "
                 f"input_size {codec.input_size}"
@@ -250,29 +257,35 @@ class ClipDataset(torch.utils.data.Dataset):
             output_size=(in_w, in_h),
             flip_permutation=self.skeleton.flip_permutation,
         )
-        heatmaps, weights = self.codec.encode(crop_keypoints, crop_visible)
         used_box = (
             crop.box if crop.box is not None else center_scale_to_box(crop.center, crop.scale)
         )
-        return {
-            "frames": torch.from_numpy(prepare_frames(crops, jitter)),
-            "heatmaps": torch.from_numpy(heatmaps),
-            "target_weight": torch.from_numpy(weights),
-            "keypoints": torch.from_numpy(crop_keypoints.astype(np.float32)),
-            "affine": torch.from_numpy(affine.astype(np.float32)),
-            "inverse_affine": torch.from_numpy(invert_affine(affine).astype(np.float32)),
-            "center": torch.from_numpy(np.asarray(crop.center, dtype=np.float32)),
-            "scale": torch.from_numpy(np.asarray(crop.scale, dtype=np.float32)),
-            "box": torch.from_numpy(np.asarray(used_box, dtype=np.float32)),
-            "rotation": float(crop.rotation),
-            "flipped": bool(crop.flip),
-            "box_score": box_score,
-            "track_id": track_id,
-            "image_id": int(frame.image_id),
-            "video": video.name,
-            "frame_index": int(frame.frame_index),
-            "index": index,
-        }
+        sample: dict[str, Any] = {"frames": torch.from_numpy(prepare_frames(crops, jitter))}
+        if self.codec is not None:
+            heatmaps, weights = self.codec.encode(crop_keypoints, crop_visible)
+            sample["heatmaps"] = torch.from_numpy(heatmaps)
+        else:
+            weights = inside_crop(crop_keypoints, crop_visible, self.input_size)
+        sample.update(
+            {
+                "target_weight": torch.from_numpy(weights.astype(np.float32)),
+                "keypoints": torch.from_numpy(crop_keypoints.astype(np.float32)),
+                "affine": torch.from_numpy(affine.astype(np.float32)),
+                "inverse_affine": torch.from_numpy(invert_affine(affine).astype(np.float32)),
+                "center": torch.from_numpy(np.asarray(crop.center, dtype=np.float32)),
+                "scale": torch.from_numpy(np.asarray(crop.scale, dtype=np.float32)),
+                "box": torch.from_numpy(np.asarray(used_box, dtype=np.float32)),
+                "rotation": float(crop.rotation),
+                "flipped": bool(crop.flip),
+                "box_score": box_score,
+                "track_id": track_id,
+                "image_id": int(frame.image_id),
+                "video": video.name,
+                "frame_index": int(frame.frame_index),
+                "index": index,
+            }
+        )
+        return sample
 
     def _load_frames(self, video: VideoRecord, frame_indices: list[int]) -> list[Image.Image]:
         """The clip's images (a frame repeated by clamping is decoded once)."""
@@ -318,6 +331,7 @@ def build_dataset(
     split: Literal["train", "val"],
     videos: Sequence[VideoRecord],
     *,
+    codec: HeatmapCodec | None = None,
     boxes: Mapping[int, Sequence[BoxLike]] | None = None,
 ) -> ClipDataset:
     """The clip dataset of ``split`` from already-read records and the data config.
@@ -326,6 +340,8 @@ def build_dataset(
         cfg: the experiment config (reads ``cfg.data`` and ``cfg.train.seed``).
         split: "train" (augmented, persons with annotated joints) or "val".
         videos: the split's records (``vidpose.data.posetrack.read_dataset``).
+        codec: the head's codec for training targets (``model.head.codec``); None:
+            keypoints and weights only (what evaluation and coordinate heads need).
         boxes: evaluation boxes keyed by image id. None with ``data.val_boxes: gt``
             means the ground-truth persons; with a detections file they are read with
             ``vidpose.data.boxes.load_boxes``.
@@ -333,7 +349,6 @@ def build_dataset(
     if split not in ("train", "val"):
         raise ValueError(f"build_dataset: split must be 'train' or 'val', got {split!r}")
     data = cfg.data
-    codec = build_codec(data)
     train = split == "train"
     if not train and boxes is None and data.val_boxes != "gt":
         from vidpose.data.boxes import load_boxes
@@ -360,11 +375,14 @@ def build_dataset(
     )
 
 
-def build_dataset_from_config(cfg: Config, split: Literal["train", "val"]) -> ClipDataset:
+def build_dataset_from_config(
+    cfg: Config, split: Literal["train", "val"], *, codec: HeatmapCodec | None = None
+) -> ClipDataset:
     """Read the split's annotations (``data.format``, ``data.root``,
-    ``data.{train,val}_annotations``) and build its clip dataset."""
+    ``data.{train,val}_annotations``) and build its clip dataset (``codec`` as in
+    :func:`build_dataset`)."""
     from vidpose.data.posetrack import read_dataset
 
     annotations = cfg.data.train_annotations if split == "train" else cfg.data.val_annotations
     videos = read_dataset(cfg.data.format, cfg.data.root, annotations)
-    return build_dataset(cfg, split, videos)
+    return build_dataset(cfg, split, videos, codec=codec)

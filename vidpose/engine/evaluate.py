@@ -18,8 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vidpose.codecs.geometry import crop_to_image
-from vidpose.codecs.heatmap import HeatmapCodec
+from vidpose.codecs.geometry import crop_lengths_to_image, crop_to_image
 from vidpose.config import Config
 from vidpose.data.records import VideoRecord
 from vidpose.data.skeleton import Skeleton, get_skeleton
@@ -37,6 +36,7 @@ class PersonPrediction:
     scores: np.ndarray  # [K]
     box: np.ndarray  # [4] x, y, w, h
     box_score: float
+    uncertainty: np.ndarray | None = None  # [K] image pixels, where the head has one
 
 
 @dataclass
@@ -51,45 +51,10 @@ class EvaluationResult:
 
 
 @torch.no_grad()
-def predict_batch(
-    model: nn.Module,
-    frames: torch.Tensor,
-    *,
-    codec: HeatmapCodec,
-    skeleton: Skeleton,
-    steps: int | None,
-    hypotheses: int | None,
-    flip_test: bool,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Heatmaps and decoded keypoints of a batch of clips.
-
-    Args:
-        frames: [B, T, 3, H, W] normalised crops.
-        flip_test: also predict the mirrored clip and average the heatmaps
-            (after mirroring them back and swapping left and right joints).
-
-    Returns:
-        heatmaps [B, K, h, w], keypoints [B, K, 2] in input-crop pixels, scores [B, K].
-    """
-    output = model.predict(frames, steps=steps, hypotheses=hypotheses, generator=generator)
-    heatmaps = output["heatmaps"]
-    if flip_test:
-        mirrored = model.predict(
-            frames.flip(-1), steps=steps, hypotheses=hypotheses, generator=generator
-        )["heatmaps"]
-        heatmaps = 0.5 * (heatmaps + codec.flip_heatmaps(mirrored, skeleton.flip_permutation))
-    keypoints, scores = codec.decode(heatmaps.float())
-    return heatmaps, keypoints, scores
-
-
-@torch.no_grad()
 def predict_dataset(
     model: nn.Module,
     dataset,
     *,
-    codec: HeatmapCodec,
-    skeleton: Skeleton,
     batch_size: int,
     device: torch.device,
     steps: int | None = None,
@@ -101,24 +66,28 @@ def predict_dataset(
 ) -> list[PersonPrediction]:
     """Run the model over every clip of an evaluation ``ClipDataset``.
 
-    Sampling noise comes from a generator seeded with ``seed``, so two runs agree.
+    The model answers with the head contract (``PoseEstimator.predict``: keypoints in
+    input-crop pixels, scores, and an uncertainty where the head has one); they are
+    mapped to image pixels with each clip's inverse affine. Sampling noise comes from a
+    generator seeded with ``seed``, so two runs agree.
     """
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     generator = torch.Generator(device=device).manual_seed(seed)
     predictions: list[PersonPrediction] = []
     for batch in tqdm(loader, desc="predict", disable=not show_progress, dynamic_ncols=True):
-        _, keypoints, scores = predict_batch(
-            model,
+        answer = model.predict(
             batch["frames"].to(device),
-            codec=codec,
-            skeleton=skeleton,
+            flip_test=flip_test,
             steps=steps,
             hypotheses=hypotheses,
-            flip_test=flip_test,
             generator=generator,
         )
-        image_points = crop_to_image(keypoints.cpu().double(), batch["inverse_affine"].double())
+        inverse = batch["inverse_affine"].double()
+        image_points = crop_to_image(answer.keypoints.cpu().double(), inverse)
+        uncertainty = None
+        if answer.uncertainty is not None:
+            uncertainty = crop_lengths_to_image(answer.uncertainty.cpu().double(), inverse)
         for i in range(len(image_points)):
             predictions.append(
                 PersonPrediction(
@@ -127,9 +96,10 @@ def predict_dataset(
                     image_id=int(batch["image_id"][i]),
                     track_id=int(batch["track_id"][i]),
                     keypoints=image_points[i].numpy(),
-                    scores=scores[i].cpu().double().numpy(),
+                    scores=answer.scores[i].cpu().double().numpy(),
                     box=batch["box"][i].double().numpy(),
                     box_score=float(batch["box_score"][i]),
+                    uncertainty=None if uncertainty is None else uncertainty[i].numpy(),
                 )
             )
     return predictions
@@ -183,7 +153,13 @@ def write_predictions(
     by_video: dict[str, dict[int, list[PredictedPerson]]] = defaultdict(lambda: defaultdict(list))
     for p in predictions:
         by_video[p.video][p.image_id].append(
-            PredictedPerson(keypoints=p.keypoints, scores=p.scores, track_id=p.track_id, bbox=p.box)
+            PredictedPerson(
+                keypoints=p.keypoints,
+                scores=p.scores,
+                track_id=p.track_id,
+                bbox=p.box,
+                uncertainty=p.uncertainty,
+            )
         )
     written = []
     for video in videos:
@@ -245,8 +221,6 @@ def evaluate_model(
     predictions = predict_dataset(
         model,
         dataset,
-        codec=dataset.codec,
-        skeleton=skeleton,
         batch_size=test.batch_size,
         device=device,
         steps=steps,
@@ -273,6 +247,7 @@ def evaluate_model(
                     track_id=p.track_id,
                     bbox=p.box,
                     score=p.box_score * float(np.mean(p.scores)),
+                    uncertainty=p.uncertainty,
                 )
             )
         results_path = write_coco_results(out_dir / "results.json", people, skeleton=skeleton)

@@ -41,6 +41,8 @@ from vidpose.engine.optim import build_optimizer, build_scheduler
 
 LATEST = "latest.safetensors"
 BEST = "best.safetensors"
+# what a batch gives the head and the criterion (vidpose.models.heads.contract)
+TARGET_KEYS = ("keypoints", "target_weight", "heatmaps")
 
 
 class TrainingDiverged(RuntimeError):
@@ -209,7 +211,10 @@ def train(
     train_cfg = config.train
     torch.manual_seed(train_cfg.seed)
 
-    dataset = build_dataset_from_config(config, "train")
+    model = build_model(config).to(context.device)
+    criterion = build_criterion(config, model.head)
+    # the dataset encodes the targets of the head's codec (none for keypoint-only heads)
+    dataset = build_dataset_from_config(config, "train", codec=model.head.codec)
     sampler = GlobalBatchSampler(
         len(dataset),
         global_batch=train_cfg.batch_size,
@@ -223,8 +228,6 @@ def train(
     total_steps = steps_per_epoch * train_cfg.epochs
     last_step = min(total_steps, train_cfg.max_steps) if train_cfg.max_steps else total_steps
 
-    model = build_model(config).to(context.device)
-    criterion = build_criterion(config)
     optimizer = build_optimizer(
         model,
         lr=train_cfg.lr,
@@ -311,12 +314,13 @@ def train(
             tick = time.perf_counter()
             for batch in loader:
                 frames = batch["frames"].to(context.device, non_blocking=True)
-                targets = batch["heatmaps"].to(context.device)
-                weights = batch["target_weight"].to(context.device)
+                targets = {
+                    key: batch[key].to(context.device) for key in TARGET_KEYS if key in batch
+                }
                 seeds = sample_seeds(train_cfg.seed, epoch, batch["index"])
                 with autocast:
-                    outputs = trained(frames, target_heatmaps=targets, sample_seeds=seeds)
-                losses = criterion(outputs, targets, weights)
+                    outputs = trained(frames, targets=targets, sample_seeds=seeds)
+                losses = criterion(outputs, targets)
                 loss = losses["loss"]
                 reduced = all_reduce_mean(loss.detach().float(), context)
                 if not torch.isfinite(reduced):

@@ -48,6 +48,10 @@ class PredictedPerson:
         track_id: identity within the video, an int >= 0, unique within a frame.
         bbox: [4] x, y, w, h of the person box, or None (then the predicted joints' extent).
         score: person confidence, or None (COCO results then use the mean joint score).
+        uncertainty: [K] per-joint uncertainty in pixels of the original frame (the
+            model's expected error, ``vidpose.models.heads.contract``), or None. Written
+            as ``keypoint_uncertainty``, a field both official tools ignore (null for
+            joints not predicted).
     """
 
     keypoints: np.ndarray
@@ -55,6 +59,7 @@ class PredictedPerson:
     track_id: int
     bbox: np.ndarray | None = None
     score: float | None = None
+    uncertainty: np.ndarray | None = None
 
 
 def posetrack_image_id(source: str, video_number: int, frame_index: int) -> int:
@@ -222,6 +227,7 @@ def write_coco_results(
                     "keypoints": _keypoint_triples(keypoints, predicted),
                     "score": float(score),
                     "id": image_id * 100 + index,
+                    **_uncertainty_field(person, predicted, skeleton, path),
                 }
             )
     write_json_atomic(path, results)
@@ -252,7 +258,25 @@ def _posetrack_annotation(
         annotation["bbox"] = [*low.tolist(), *(high - low).tolist()]
     if person.score is not None:
         annotation["score"] = float(person.score)
+    annotation.update(_uncertainty_field(person, predicted, skeleton, path))
     return annotation
+
+
+def _uncertainty_field(
+    person: PredictedPerson, predicted: np.ndarray, skeleton: Skeleton, path: Path
+) -> dict[str, Any]:
+    """{"keypoint_uncertainty": [K] pixels, null for joints not predicted or without
+    a finite value} when the person has one, else {}."""
+    if person.uncertainty is None:
+        return {}
+    values = np.asarray(person.uncertainty, dtype=np.float64).reshape(-1)
+    if values.shape != (skeleton.num_joints,):
+        raise EvaluationInputError(
+            f"{path}: uncertainty must have {skeleton.num_joints} values, got {values.size}"
+        )
+    keep = predicted & np.isfinite(values)
+    shown = [float(value) if known else None for value, known in zip(values, keep, strict=True)]
+    return {"keypoint_uncertainty": shown}
 
 
 def _checked_arrays(

@@ -28,8 +28,11 @@ a folder of images):
   ``bbox``; ``categories``). Written atomically: at the end, when the run stops on an
   error, and every ``save_every`` frames on the way (less often for long videos, see
   ``_JsonOutput``); a partial file lists only the finished frames.
-- ``<name>.csv``: one row per joint, ``video,frame,track,joint,x,y,score``, flushed
-  after every frame.
+- ``<name>.csv``: one row per joint, ``video,frame,track,joint,x,y,score,uncertainty``,
+  flushed after every frame (``uncertainty``: the model's per-joint expected error in
+  frame pixels, e.g. the spread of a diffusion head's hypotheses; empty for heads
+  without one). The JSON carries the same numbers as ``keypoint_uncertainty``, a
+  field the official PoseTrack tools ignore.
 - ``<name>.mp4`` (with ``render``): H.264 overlay with skeletons and track ids.
 - ``<name>.done``: written last, when every output is complete; a re-run skips the
   video when it exists.
@@ -230,6 +233,8 @@ class FrameResult:
         keypoints: [P, K, 2] x, y, frame pixels.
         scores: [P, K] joint confidences.
         track_ids: [P] int64 track ids, unique within the frame.
+        uncertainty: [P, K] per-joint uncertainty in frame pixels, or None (the head
+            has none).
     """
 
     frame_index: int
@@ -238,6 +243,7 @@ class FrameResult:
     keypoints: np.ndarray
     scores: np.ndarray
     track_ids: np.ndarray
+    uncertainty: np.ndarray | None = None
 
     @property
     def num_people(self) -> int:
@@ -341,12 +347,14 @@ class _PersonRows:
         self.box_scores = np.zeros(0, np.float32)
         self.keypoints = np.zeros((0, joints, 2), np.float32)
         self.scores = np.zeros((0, joints), np.float32)
+        self.uncertainty = np.zeros((0, joints), np.float32)  # NaN: the head has none
 
     def append(self, result: FrameResult) -> None:
         needed = self.count + result.num_people
         if needed > len(self.frame):
             capacity = max(needed, 2 * len(self.frame), 64)
-            for field_name in ("frame", "track", "boxes", "box_scores", "keypoints", "scores"):
+            fields = ("frame", "track", "boxes", "box_scores", "keypoints", "scores", "uncertainty")
+            for field_name in fields:
                 old = getattr(self, field_name)
                 grown = np.zeros((capacity, *old.shape[1:]), old.dtype)
                 grown[: self.count] = old[: self.count]
@@ -358,6 +366,7 @@ class _PersonRows:
         self.box_scores[rows] = result.box_scores
         self.keypoints[rows] = result.keypoints
         self.scores[rows] = result.scores
+        self.uncertainty[rows] = np.nan if result.uncertainty is None else result.uncertainty
         self.count = needed
 
 
@@ -437,6 +446,11 @@ class _JsonOutput:
                     track_id=int(people.track[row]),
                     bbox=people.boxes[row],
                     score=float(people.box_scores[row]),
+                    uncertainty=(
+                        people.uncertainty[row]
+                        if np.isfinite(people.uncertainty[row]).any()
+                        else None
+                    ),
                 )
             )
         start = time.monotonic()
@@ -449,9 +463,10 @@ class _JsonOutput:
 
 
 class _CsvOutput:
-    """``video,frame,track,joint,x,y,score`` rows, flushed after every frame."""
+    """``video,frame,track,joint,x,y,score,uncertainty`` rows, flushed after every frame
+    (uncertainty empty when the head has none)."""
 
-    HEADER = ("video", "frame", "track", "joint", "x", "y", "score")
+    HEADER = ("video", "frame", "track", "joint", "x", "y", "score", "uncertainty")
 
     def __init__(self, path: Path, *, name: str, skeleton: Skeleton) -> None:
         self.path = path
@@ -466,6 +481,9 @@ class _CsvOutput:
             track = int(result.track_ids[person])
             for joint, joint_name in enumerate(self.joint_names):
                 x, y = result.keypoints[person, joint]
+                uncertainty = (
+                    "" if result.uncertainty is None else f"{result.uncertainty[person, joint]:.2f}"
+                )
                 self._writer.writerow(
                     (
                         self.name,
@@ -475,6 +493,7 @@ class _CsvOutput:
                         f"{x:.2f}",
                         f"{y:.2f}",
                         f"{result.scores[person, joint]:.4f}",
+                        uncertainty,
                     )
                 )
         self._handle.flush()
@@ -722,7 +741,13 @@ def _process(
     except Exception as error:
         raise ExtractionError(f"{video}: frame {key}: {type(error).__name__}: {error}") from error
     result = FrameResult(
-        key, person_boxes, box_scores, prediction.keypoints, prediction.scores, track_ids
+        key,
+        person_boxes,
+        box_scores,
+        prediction.keypoints,
+        prediction.scores,
+        track_ids,
+        prediction.uncertainty,
     )
     return result, key_frame.array
 

@@ -1,7 +1,7 @@
 """Top-down pose prediction on video clips: frames and person boxes in, keypoints out.
 
 :class:`VideoPosePredictor` is built once from a model (the expensive part: weights on
-the device, codec, crop geometry) and then answers cheap calls, one per key frame:
+the device, crop geometry) and then answers cheap calls, one per key frame:
 
     predictor = build_predictor(model, config, device="cuda")
     result = predictor.predict(clip_frames, boxes)   # keypoints [P, K, 2] in frame pixels
@@ -22,17 +22,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from PIL import Image
 
-from vidpose.codecs.geometry import box_to_center_scale, crop_affine, crop_to_image, invert_affine
-from vidpose.codecs.heatmap import HeatmapCodec, build_codec
+from vidpose.codecs.geometry import (
+    box_to_center_scale,
+    crop_affine,
+    crop_lengths_to_image,
+    crop_to_image,
+    invert_affine,
+)
 from vidpose.data.skeleton import Skeleton, get_skeleton
 from vidpose.data.transforms import normalize_frames, warp_frames
+from vidpose.models.heads.contract import HeadPrediction
 
 if TYPE_CHECKING:
     from vidpose.config import Config
@@ -43,13 +49,30 @@ Frame = np.ndarray | Image.Image
 class ClipPoseModel(Protocol):
     """What the predictor needs of a model (``vidpose.models.estimator.PoseEstimator``)."""
 
-    def predict(self, frames: torch.Tensor, **sampling: Any) -> dict[str, Any]:
-        """frames [B, T, 3, H, W] normalised crops -> dict with ``heatmaps`` [B, K, h, w].
+    def predict(
+        self, frames: torch.Tensor, *, flip_test: bool = False, **sampling: Any
+    ) -> HeadPrediction:
+        """frames [B, T, 3, H, W] normalised crops -> the head contract's answer
+        (keypoints [B, K, 2] in input-crop pixels, scores [B, K], optional uncertainty).
 
         ``sampling`` may hold ``steps``, ``hypotheses`` and ``generator`` (a model
         without random sampling ignores them).
         """
         ...
+
+
+class CropPrediction(NamedTuple):
+    """Poses of B crops in input-crop pixels (``VideoPosePredictor.predict_crops``).
+
+    Attributes:
+        keypoints: [B, K, 2] float32 x, y in input-crop pixels.
+        scores: [B, K] float32.
+        uncertainty: [B, K] float32 input-crop pixels, or None (the head has none).
+    """
+
+    keypoints: torch.Tensor
+    scores: torch.Tensor
+    uncertainty: torch.Tensor | None
 
 
 @dataclass
@@ -58,14 +81,19 @@ class PosePrediction:
 
     Attributes:
         keypoints: [P, K, 2] float64 x, y in pixels of the full frame.
-        scores: [P, K] float64 per-joint confidences (heatmap maxima, about 0..1).
+        scores: [P, K] float64 per-joint confidences (the head's scores, e.g. heatmap
+            maxima, about 0..1).
         boxes: [P, 4] float64 the person boxes the crops were made from (x, y, w, h,
             frame pixels), as given.
+        uncertainty: [P, K] float64 per-joint uncertainty in frame pixels (the head's
+            expected error, e.g. the spread of a diffusion head's hypotheses), or None
+            for heads without one.
     """
 
     keypoints: np.ndarray
     scores: np.ndarray
     boxes: np.ndarray
+    uncertainty: np.ndarray | None = None
 
     @property
     def num_people(self) -> int:
@@ -76,17 +104,17 @@ class VideoPosePredictor:
     """Top-down multi-frame pose predictor (see the module docstring).
 
     Args:
-        model: a module with ``predict(frames [B, T, 3, H, W], **sampling)`` returning
-            ``{"heatmaps": [B, K, h, w]}`` (``vidpose.models.estimator.PoseEstimator``);
+        model: a module with ``predict(frames [B, T, 3, H, W], flip_test=, **sampling)``
+            answering with the head contract (``vidpose.models.estimator.PoseEstimator``);
             it is put in eval mode and moved to ``device``.
-        codec: decodes heatmaps to input-crop pixels; its ``input_size`` is the crop size.
+        input_size: (H, W) of the model input crop.
         skeleton: joint layout (flip permutation for the flip test, joint count).
         frame_offsets: the clip's frames relative to the key frame, in model order.
         box_padding: enlargement of the (aspect-fixed) box, 1.25 = 25% context.
         device: where the model runs ("cpu", "cuda", "cuda:1", ...).
         steps: sampling steps of a diffusion head (None: the model's default).
         hypotheses: sampling hypotheses of a diffusion head (None: the model's default).
-        flip_test: also run on the mirrored crops and average the heatmaps.
+        flip_test: also run on the mirrored crops and merge the answers the head's way.
         batch_size: people per forward pass (a frame with more is split).
         seed: seed of the generator the sampler draws its noise from, so that the same
             video gives the same keypoints on every run.
@@ -96,7 +124,7 @@ class VideoPosePredictor:
         self,
         model: torch.nn.Module,
         *,
-        codec: HeatmapCodec,
+        input_size: tuple[int, int],
         skeleton: Skeleton,
         frame_offsets: Sequence[int],
         box_padding: float = 1.25,
@@ -114,7 +142,7 @@ class VideoPosePredictor:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        self.codec = codec
+        self._input_size = (int(input_size[0]), int(input_size[1]))
         self.skeleton = skeleton
         self.frame_offsets = offsets
         self.box_padding = box_padding
@@ -127,7 +155,7 @@ class VideoPosePredictor:
     @property
     def input_size(self) -> tuple[int, int]:
         """(H, W) of the model input crop."""
-        return self.codec.input_size
+        return self._input_size
 
     def crop_affines(self, boxes: npt.ArrayLike) -> np.ndarray:
         """[P, 2, 3] frame pixels -> crop pixels for boxes [P, 4] x, y, w, h (frame pixels)."""
@@ -173,49 +201,49 @@ class VideoPosePredictor:
         return torch.from_numpy(np.stack(clips))
 
     @torch.inference_mode()
-    def predict_crops(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict_crops(self, clips: torch.Tensor) -> CropPrediction:
         """Keypoints in crop pixels from ready-made crops.
 
         Args:
             clips: [B, T, 3, H, W] normalised crops (``crop_clips``).
 
         Returns:
-            keypoints [B, K, 2] float32 x, y in input-crop pixels; scores [B, K] float32.
+            keypoints [B, K, 2] float32 x, y in input-crop pixels, scores [B, K] float32,
+            and the uncertainty [B, K] (input-crop pixels) when the head has one.
         """
-        keypoints, scores = [], []
+        keypoints, scores, uncertainty = [], [], []
         for start in range(0, len(clips), self.batch_size):
             batch = clips[start : start + self.batch_size].to(self.device, non_blocking=True)
-            heatmaps = self._heatmaps(batch)
-            if self.flip_test:
-                # A mirrored crop is the image mirrored about the box centre (crop centre
-                # convention of vidpose.codecs.geometry); its heatmaps are mirrored back and
-                # left/right channels swapped before averaging.
-                mirrored = self._heatmaps(batch.flip(-1))
-                flipped_back = self.codec.flip_heatmaps(mirrored, self.skeleton.flip_permutation)
-                heatmaps = (heatmaps + flipped_back) / 2
-            batch_keypoints, batch_scores = self.codec.decode(heatmaps)
-            keypoints.append(batch_keypoints.cpu())
-            scores.append(batch_scores.cpu())
+            answer = self._predict(batch)
+            keypoints.append(answer.keypoints.float().cpu())
+            scores.append(answer.scores.float().cpu())
+            if answer.uncertainty is not None:
+                uncertainty.append(answer.uncertainty.float().cpu())
+        joints = self.skeleton.num_joints
         if not keypoints:
-            joints = self.skeleton.num_joints
-            return torch.zeros((0, joints, 2)), torch.zeros((0, joints))
-        return torch.cat(keypoints), torch.cat(scores)
+            return CropPrediction(torch.zeros((0, joints, 2)), torch.zeros((0, joints)), None)
+        return CropPrediction(
+            torch.cat(keypoints),
+            torch.cat(scores),
+            torch.cat(uncertainty) if len(uncertainty) == len(keypoints) else None,
+        )
 
-    def _heatmaps(self, batch: torch.Tensor) -> torch.Tensor:
+    def _predict(self, batch: torch.Tensor) -> HeadPrediction:
         sampling: dict[str, Any] = {"generator": self.generator}
         if self.steps is not None:
             sampling["steps"] = self.steps
         if self.hypotheses is not None:
             sampling["hypotheses"] = self.hypotheses
-        output = self.model.predict(batch, **sampling)
-        heatmaps = output["heatmaps"]
-        expected = (len(batch), self.skeleton.num_joints, *self.codec.heatmap_size)
-        if tuple(heatmaps.shape) != expected:
+        # The flip test, when on, is the head's own (heatmap heads average heatmaps,
+        # coordinate heads mirror coordinates back): PoseEstimator.predict(flip_test=).
+        answer = self.model.predict(batch, flip_test=self.flip_test, **sampling)
+        expected = (len(batch), self.skeleton.num_joints, 2)
+        if tuple(answer.keypoints.shape) != expected:
             raise ValueError(
-                f"model.predict returned heatmaps of shape {tuple(heatmaps.shape)}, expected "
-                f"{list(expected)} (batch, joints, heatmap grid of the codec)"
+                f"model.predict returned keypoints of shape {tuple(answer.keypoints.shape)}, "
+                f"expected {list(expected)} (batch, joints of the skeleton, x y)"
             )
-        return heatmaps
+        return answer
 
     def predict(self, frames: Sequence[Frame], boxes: npt.ArrayLike) -> PosePrediction:
         """Poses of the people in one key frame.
@@ -232,12 +260,15 @@ class VideoPosePredictor:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         joints = self.skeleton.num_joints
         if len(boxes) == 0:
-            return PosePrediction(np.zeros((0, joints, 2)), np.zeros((0, joints)), boxes)
+            return PosePrediction(np.zeros((0, joints, 2)), np.zeros((0, joints)), boxes, None)
         clips = self.crop_clips(frames, boxes)
-        crop_keypoints, scores = self.predict_crops(clips)
+        crop = self.predict_crops(clips)
         inverse = np.stack([invert_affine(affine) for affine in self.crop_affines(boxes)])
-        keypoints = crop_to_image(crop_keypoints.double().numpy(), inverse)
-        return PosePrediction(keypoints, scores.double().numpy(), boxes)
+        keypoints = crop_to_image(crop.keypoints.double().numpy(), inverse)
+        uncertainty = None
+        if crop.uncertainty is not None:
+            uncertainty = crop_lengths_to_image(crop.uncertainty.double().numpy(), inverse)
+        return PosePrediction(keypoints, crop.scores.double().numpy(), boxes, uncertainty)
 
 
 def build_predictor(
@@ -250,12 +281,12 @@ def build_predictor(
     flip_test: bool | None = None,
     batch_size: int | None = None,
 ) -> VideoPosePredictor:
-    """A predictor for ``model`` with the crop geometry and codec of ``config``.
+    """A predictor for ``model`` with the crop geometry of ``config``.
 
     Args:
         model: built by ``vidpose.models.build.build_model(config)``, weights loaded.
-        config: the model's experiment config (``data`` gives offsets, input size,
-            padding and codec; ``test`` gives the defaults below).
+        config: the model's experiment config (``data`` gives offsets, input size and
+            padding; ``test`` gives the defaults below).
         device: where the model runs.
         steps, hypotheses: sampler settings (None: ``config.test``, then the model's).
         flip_test: None: ``config.test.flip_test``.
@@ -263,7 +294,7 @@ def build_predictor(
     """
     return VideoPosePredictor(
         model,
-        codec=build_codec(config.data),
+        input_size=config.data.input_size,
         skeleton=get_skeleton(config.data.skeleton),
         frame_offsets=config.data.frame_offsets,
         box_padding=config.data.box_padding,

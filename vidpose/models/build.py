@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from vidpose.codecs.heatmap import build_codec
 from vidpose.config import Config, ConfigError
 from vidpose.data.skeleton import get_skeleton
 from vidpose.losses import Criterion, build_criterion
@@ -49,6 +50,7 @@ def _build_diffusion_head(cfg: Config, num_joints: int) -> nn.Module:
             mask_scales=snr_mask_scales(process.alphas_cumprod) if snr else None,
         ),
         coarse=HeatmapConv(channels=cfg.model.decoder_dim, num_joints=num_joints),
+        codec=build_codec(cfg.data),
         sampling_steps=diffusion.sampling_steps,
         hypotheses=diffusion.hypotheses,
         eta=diffusion.eta,
@@ -59,7 +61,10 @@ def _build_diffusion_head(cfg: Config, num_joints: int) -> nn.Module:
 
 
 def _build_heatmap_head(cfg: Config, num_joints: int) -> nn.Module:
-    return HeatmapHead(predictor=HeatmapConv(channels=cfg.model.decoder_dim, num_joints=num_joints))
+    return HeatmapHead(
+        predictor=HeatmapConv(channels=cfg.model.decoder_dim, num_joints=num_joints),
+        codec=build_codec(cfg.data),
+    )
 
 
 HEAD_BUILDERS: dict[str, Callable[[Config, int], nn.Module]] = {
@@ -94,7 +99,8 @@ def build_model(cfg: Config) -> PoseEstimator:
             f"model.decoder_dim={model_cfg.decoder_dim} is not divisible by "
             f"model.decoder_heads={model_cfg.decoder_heads}"
         )
-    num_joints = get_skeleton(data.skeleton).num_joints
+    skeleton = get_skeleton(data.skeleton)
+    num_joints = skeleton.num_joints
 
     backbone = ViTBackbone(
         model_name=backbone_cfg.name,
@@ -114,4 +120,10 @@ def build_model(cfg: Config) -> PoseEstimator:
     )
     pyramid = FeaturePyramid(in_channels=backbone.embed_dim, channels=model_cfg.decoder_dim)
     head = HEAD_BUILDERS[model_cfg.head](cfg, num_joints)
-    return PoseEstimator(backbone=backbone, temporal=temporal, pyramid=pyramid, head=head)
+    return PoseEstimator(
+        backbone=backbone,
+        temporal=temporal,
+        pyramid=pyramid,
+        head=head,
+        flip_permutation=skeleton.flip_permutation,
+    )

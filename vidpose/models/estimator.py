@@ -4,33 +4,70 @@ Encode once, decode many (as Segment Anything's predictor): :meth:`encode` runs
 the expensive part once per clip; sampling steps and hypotheses only call the
 head on those features. :meth:`predict_from_features` lets a caller encode once
 and sample many times (step / hypothesis sweeps, the search visualisation).
+
+Whatever the head, inference answers with a
+:class:`~vidpose.models.heads.contract.HeadPrediction` (keypoints [B, K, 2] in
+input-crop pixels, scores [B, K], and what the head has of heatmaps, uncertainty and
+trajectory); the flip test (:func:`predict_with_flip`) is the head's own merge of
+the clip's answer and its mirror image's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 
 from vidpose.models.backbone import ViTBackbone
-from vidpose.models.heads import DiffusionHead, HeatmapHead
+from vidpose.models.heads.contract import HeadPrediction, PoseHead, Targets
 from vidpose.models.pyramid import FeaturePyramid
 from vidpose.models.temporal import LinearTemporalFusion
 
 Features = tuple[torch.Tensor, ...]
-Decode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def predict_with_flip(
+    predict: Callable[..., HeadPrediction],
+    frames: torch.Tensor,
+    *,
+    head: PoseHead,
+    flip_permutation: npt.ArrayLike,
+    **options: Any,
+) -> HeadPrediction:
+    """The flip test: ``predict`` on the clip and on its horizontal mirror image, merged
+    by the head (heatmap heads average heatmaps, coordinate heads mirror coordinates
+    back and swap left and right joints; ``merge_flipped`` of each head).
+
+    A mirrored crop is the image mirrored about the box centre (the crop-centre
+    convention of ``vidpose.codecs.geometry``), so input pixel x maps to W_in - 1 - x.
+
+    Args:
+        predict: frames [B, T, 3, H_in, W_in] -> HeadPrediction (one pass, no flip).
+        frames: [B, T, 3, H_in, W_in].
+        head: the head whose ``merge_flipped`` combines the two answers.
+        flip_permutation: [K] the skeleton's left/right swap.
+        options: passed to both ``predict`` calls (e.g. the sampler's).
+    """
+    prediction = predict(frames, **options)
+    mirrored = predict(frames.flip(-1), **options)
+    return head.merge_flipped(prediction, mirrored, flip_permutation)
 
 
 class PoseEstimator(nn.Module):
-    """Clip -> heatmaps of the key frame's person.
+    """Clip -> pose of the key frame's person.
 
     Args:
         backbone: frames [B, T, 3, Hin, Win] -> tokens [B, T, N, C].
         temporal: tokens [B, T, N, C] -> fused map [B, C, h, w].
         pyramid: fused map -> levels [B, D, h, w], [B, D, 2h, 2w], [B, D, H, W].
-        head: :class:`DiffusionHead` or :class:`HeatmapHead`.
+        head: any head of ``vidpose.models.heads`` (the contract of
+            ``vidpose.models.heads.contract``).
+        flip_permutation: [K] the skeleton's left/right joint swap, for the flip test
+            (``Skeleton.flip_permutation``); None: no flip test.
     """
 
     def __init__(
@@ -39,13 +76,17 @@ class PoseEstimator(nn.Module):
         backbone: ViTBackbone,
         temporal: LinearTemporalFusion,
         pyramid: FeaturePyramid,
-        head: DiffusionHead | HeatmapHead,
+        head: nn.Module,
+        flip_permutation: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.temporal = temporal
         self.pyramid = pyramid
         self.head = head
+        self.flip_permutation = (
+            None if flip_permutation is None else np.asarray(flip_permutation, dtype=np.int64)
+        )
 
     @property
     def num_frames(self) -> int:
@@ -74,100 +115,69 @@ class PoseEstimator(nn.Module):
     def forward(
         self,
         frames: torch.Tensor,
-        target_heatmaps: torch.Tensor | None = None,
+        targets: Targets | None = None,
         sample_seeds: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The training / validation pass (same keys in train and eval mode).
 
         Args:
             frames: [B, T, 3, Hin, Win].
-            target_heatmaps: [B, K, H, W] in [0, 1]; required by the diffusion head.
+            targets: the training targets of ``vidpose.models.heads.contract``
+                ("keypoints" [B, K, 2] input-crop pixels, "target_weight" [B, K], and
+                "heatmaps" [B, K, H, W] for heads with a codec); heads that make their
+                input from the targets (diffusion) require them.
             sample_seeds: [B] int64 per-sample seeds of the head's random draws.
 
         Returns:
-            diffusion head: "heatmaps" [B, K, H, W] (x0 estimate), "coarse_heatmaps"
-            [B, K, H, W], "t" [B]; heatmap head: "heatmaps" [B, K, H, W].
+            the head's outputs, which its ``loss_terms`` read (e.g. diffusion:
+            "heatmaps", "coarse_heatmaps", "t"; heatmap: "heatmaps").
         """
         features = self.encode(frames)
-        return self.head(features, target_heatmaps=target_heatmaps, sample_seeds=sample_seeds)
+        return self.head(features, targets=targets, sample_seeds=sample_seeds)
 
     @torch.no_grad()
     def predict(
-        self,
-        frames: torch.Tensor,
-        *,
-        steps: int | None = None,
-        hypotheses: int | None = None,
-        eta: float | None = None,
-        init: Literal["noise", "coarse"] | None = None,
-        generator: torch.Generator | None = None,
-        sample_seeds: torch.Tensor | None = None,
-        return_trajectory: bool = False,
-        decode: Decode | None = None,
-    ) -> dict[str, Any]:
+        self, frames: torch.Tensor, *, flip_test: bool = False, **options: Any
+    ) -> HeadPrediction:
         """Inference on clips: :meth:`encode` once, then the head's ``predict``.
 
         Call ``model.eval()`` first (drop path is active in training mode).
 
         Args:
             frames: [B, T, 3, Hin, Win].
-            steps: S DDIM steps (None: the config's ``sampling_steps``).
-            hypotheses: G random starts averaged (None: the config's).
-            eta: DDIM eta (None: the config's).
-            init: "noise" or "coarse" (None: the config's).
-            generator: one generator for every random draw of the call.
-            sample_seeds: [B] per-sample seeds instead (batch-independent results).
-            return_trajectory: also return every sampling step.
-            decode: heatmaps [N, K, H, W] -> (keypoints [N, K, 2], scores [N, K]) for
-                the trajectory; default integer argmax (heatmap pixels).
-            The heatmap head ignores all of these.
+            flip_test: also predict the mirrored clip and merge the two answers the
+                head's way (:func:`predict_with_flip`).
+            options: the head's inference options. The diffusion head reads steps (S),
+                hypotheses (G), eta, init ("noise" | "coarse"), generator (one for
+                every random draw of the call), sample_seeds ([B] per-sample seeds
+                instead) and return_trajectory; every head accepts them all and ignores
+                what it does not use (so sweeps run over any head).
 
         Returns:
-            "heatmaps" [B, K, H, W] and "hypothesis_heatmaps" [B, G, K, H, W] for every
-            head (G = 1 for the heatmap head); the diffusion head adds
-            "coarse_heatmaps" [B, K, H, W] with init "coarse"; "trajectory" when
-            asked (a list with one dict per step, see :meth:`DiffusionHead.predict`;
-            empty for the heatmap head).
+            keypoints [B, K, 2] in input-crop pixels, scores [B, K], and what the head
+            has of heatmaps, uncertainty and trajectory.
         """
-        return self.predict_from_features(
-            self.encode(frames),
-            steps=steps,
-            hypotheses=hypotheses,
-            eta=eta,
-            init=init,
-            generator=generator,
-            sample_seeds=sample_seeds,
-            return_trajectory=return_trajectory,
-            decode=decode,
-        )
+        if flip_test:
+            if self.flip_permutation is None:
+                raise ValueError("PoseEstimator.predict: flip_test needs a flip_permutation")
+            return predict_with_flip(
+                self._predict_once,
+                frames,
+                head=self.head,
+                flip_permutation=self.flip_permutation,
+                **options,
+            )
+        return self._predict_once(frames, **options)
+
+    def _predict_once(self, frames: torch.Tensor, **options: Any) -> HeadPrediction:
+        return self.predict_from_features(self.encode(frames), **options)
 
     @torch.no_grad()
-    def predict_from_features(
-        self,
-        features: Features,
-        *,
-        steps: int | None = None,
-        hypotheses: int | None = None,
-        eta: float | None = None,
-        init: Literal["noise", "coarse"] | None = None,
-        generator: torch.Generator | None = None,
-        sample_seeds: torch.Tensor | None = None,
-        return_trajectory: bool = False,
-        decode: Decode | None = None,
-    ) -> dict[str, Any]:
+    def predict_from_features(self, features: Features, **options: Any) -> HeadPrediction:
         """Inference on features from :meth:`encode` (encode once, sample many times).
 
-        Arguments and result as :meth:`predict`, with ``features`` the pyramid levels
-        coarse to fine ([B, D, h, w], [B, D, 2h, 2w], [B, D, H, W]).
+        Options and result as :meth:`predict` (no flip test: the mirrored clip has its
+        own features), with ``features`` the pyramid levels coarse to fine
+        ([B, D, h, w], [B, D, 2h, 2w], [B, D, H, W]).
         """
-        return self.head.predict(
-            features,
-            steps=steps,
-            hypotheses=hypotheses,
-            eta=eta,
-            init=init,
-            generator=generator,
-            sample_seeds=sample_seeds,
-            return_trajectory=return_trajectory,
-            decode=decode,
-        )
+        return self.head.predict(features, **options)

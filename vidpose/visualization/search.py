@@ -124,9 +124,8 @@ class SearchTrajectory:
         Args:
             trajectory: S dicts (``DiffusionHead.predict``): "t", "t_prev", "x_t",
                 "heatmaps" [B, G, K, H, W], "masks" (3 x [B, G, K, h_s, w_s]),
-                "keypoints" [B, G, K, 2], "scores" [B, G, K]. The keypoints must be in
-                input pixels: sample with ``decode=codec.decode`` (:func:`sample_search`
-                does).
+                "keypoints" [B, G, K, 2], "scores" [B, G, K], keypoints in input pixels
+                (the head contract's trajectory, ``HeadPrediction.trajectory``).
             codec: the model's codec (decodes the consensus, gives the input frame).
             sample: which of the B clips.
         """
@@ -299,8 +298,8 @@ def sample_search(
 
     The only model call of the visualisation:
     ``model.predict(frames[None], steps=, hypotheses=, generator=Generator().manual_seed(seed),
-    return_trajectory=True, decode=codec.decode)``; the same call with the same seed
-    returns the same trajectory.
+    return_trajectory=True)`` (the head decodes every step into input pixels); the same
+    call with the same seed returns the same trajectory.
 
     Args:
         model: a ``PoseEstimator`` with a diffusion head, in eval mode.
@@ -311,7 +310,7 @@ def sample_search(
         seed: seed of the generator that draws the starting noise.
 
     Returns:
-        (trajectory, the raw ``predict`` output).
+        (trajectory, the model's ``HeadPrediction``).
     """
     if not hasattr(model, "head") or not hasattr(model.head, "denoiser"):
         raise ValueError(
@@ -325,8 +324,8 @@ def sample_search(
         sampling["steps"] = steps
     if hypotheses is not None:
         sampling["hypotheses"] = hypotheses
-    prediction = model.predict(frames[None].to(device), decode=codec.decode, **sampling)
-    return SearchTrajectory.from_trajectory(prediction["trajectory"], codec), prediction
+    prediction = model.predict(frames[None].to(device), **sampling)
+    return SearchTrajectory.from_trajectory(prediction.trajectory, codec), prediction
 
 
 # --------------------------------------------------------------------------- numbers

@@ -1,12 +1,13 @@
-"""Heads turn the feature pyramid into predictions.
-
-Every head has ``forward(features, target_heatmaps=None, sample_seeds=None) -> dict``
-(the training/validation pass, the same keys in train and eval mode) and
-``predict(features, *, steps, hypotheses, eta, init, generator, sample_seeds,
-return_trajectory, decode) -> dict`` (inference, with "heatmaps" [B, K, H, W]).
+"""Heads turn the feature pyramid into predictions, under one contract
+(``vidpose.models.heads.contract``): ``forward(features, targets, sample_seeds) -> dict``
+for training, ``loss_terms(outputs, targets)`` for the criterion, ``predict(features,
+...) -> HeadPrediction`` (keypoints [B, K, 2] in input-crop pixels, scores [B, K], and
+what the head has of heatmaps, uncertainty and trajectory) and ``merge_flipped`` for
+the flip test. Each head owns its codec (``codec``, None for keypoint-only training).
 """
 
+from vidpose.models.heads.contract import HeadPrediction, PoseHead
 from vidpose.models.heads.diffusion import DiffusionHead
 from vidpose.models.heads.heatmap import HeatmapConv, HeatmapHead
 
-__all__ = ["DiffusionHead", "HeatmapConv", "HeatmapHead"]
+__all__ = ["DiffusionHead", "HeadPrediction", "HeatmapConv", "HeatmapHead", "PoseHead"]

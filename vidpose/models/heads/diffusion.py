@@ -10,23 +10,26 @@ random initialisations lifted accuracy from ~68 to ~80).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy.typing as npt
 import torch
 from torch import nn
 
+from vidpose.codecs.heatmap import HeatmapCodec
+from vidpose.losses import weighted_heatmap_mse
 from vidpose.models.diffusion.decoder import HeatmapDenoiser
-from vidpose.models.diffusion.sampler import (
-    NoiseSource,
-    argmax_keypoints,
-    ddim_sample,
-    ddim_timesteps,
-)
+from vidpose.models.diffusion.sampler import NoiseSource, ddim_sample, ddim_timesteps
 from vidpose.models.diffusion.schedule import GaussianDiffusion
+from vidpose.models.heads.contract import (
+    HeadPrediction,
+    Targets,
+    hypothesis_spread,
+    merge_flipped_heatmaps,
+)
 from vidpose.models.heads.heatmap import HeatmapConv
 
-Decode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 _INITS = ("noise", "coarse")
 
 
@@ -38,6 +41,8 @@ class DiffusionHead(nn.Module):
         denoiser: (x_t, t, pyramid) -> x0 estimate and masks.
         coarse: the coarse heatmap branch on the finest pyramid level (trained with
             its own loss; can start the sampling).
+        codec: encodes the training heatmaps and decodes every prediction (final,
+            per hypothesis, per step) into input-crop pixels.
         sampling_steps: default S of :meth:`predict`.
         hypotheses: default G of :meth:`predict`.
         eta: default DDIM eta of :meth:`predict`.
@@ -54,12 +59,15 @@ class DiffusionHead(nn.Module):
             noise (exposure bias). The target stays the ground truth.
     """
 
+    loss_names = ("heatmap", "coarse")
+
     def __init__(
         self,
         *,
         process: GaussianDiffusion,
         denoiser: HeatmapDenoiser,
         coarse: HeatmapConv,
+        codec: HeatmapCodec,
         sampling_steps: int,
         hypotheses: int,
         eta: float,
@@ -71,6 +79,7 @@ class DiffusionHead(nn.Module):
         self.process = process
         self.denoiser = denoiser
         self.coarse = coarse
+        self.codec = codec
         if not 0.0 < coarse_start <= 1.0:
             raise ValueError(f"DiffusionHead: coarse_start must be in (0, 1], got {coarse_start}")
         self.coarse_start = coarse_start
@@ -94,6 +103,10 @@ class DiffusionHead(nn.Module):
             raise ValueError(f"DiffusionHead: init must be one of {_INITS}, got {init!r}")
         ddim_timesteps(self._start_step(init), steps)  # raises when S does not fit
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.codec.input_size
+
     def _start_step(self, init: str) -> int:
         last = self.process.timesteps - 1
         return last if init == "noise" else round(self.coarse_start * last)
@@ -103,7 +116,7 @@ class DiffusionHead(nn.Module):
     def forward(
         self,
         features: Sequence[torch.Tensor],
-        target_heatmaps: torch.Tensor | None = None,
+        targets: Targets | None = None,
         sample_seeds: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """One denoising pass at a random time step per sample (train and eval alike).
@@ -111,8 +124,9 @@ class DiffusionHead(nn.Module):
         Args:
             features: pyramid levels coarse to fine, [B, D, h_s, w_s]; the last is
                 [B, D, H, W].
-            target_heatmaps: [B, K, H, W] ground-truth heatmaps in [0, 1] (required:
-                x_t is made from them; use :meth:`predict` for inference).
+            targets: the training targets (``vidpose.models.heads.contract``); the head
+                reads "heatmaps" [B, K, H, W] in [0, 1] (required: x_t is made from
+                them; use :meth:`predict` for inference).
             sample_seeds: [B] int64; each sample's t and eps come from a generator
                 seeded with its seed (independent of the batch it is in). None: the
                 global RNG.
@@ -122,11 +136,12 @@ class DiffusionHead(nn.Module):
             "coarse_heatmaps": [B, K, H, W] the coarse branch;
             "t": [B] int64 the time steps drawn.
         """
-        if target_heatmaps is None:
+        if targets is None or "heatmaps" not in targets:
             raise ValueError(
-                "DiffusionHead.forward needs target_heatmaps (it noises them to train the "
-                "denoiser); call predict() for inference"
+                "DiffusionHead.forward needs targets with 'heatmaps' (it noises them to train "
+                "the denoiser); call predict() for inference"
             )
+        target_heatmaps = targets["heatmaps"]
         coarse = self.coarse(features[-1])
         source = NoiseSource(
             batch_size=target_heatmaps.shape[0],
@@ -141,6 +156,17 @@ class DiffusionHead(nn.Module):
         x_t = self.process.q_sample(x0, t, noise)
         estimate = self.denoiser(x_t, t, features)
         return {"heatmaps": estimate.heatmaps, "coarse_heatmaps": coarse, "t": t}
+
+    def loss_terms(
+        self, outputs: Mapping[str, torch.Tensor], targets: Targets
+    ) -> dict[str, torch.Tensor]:
+        """{"heatmap": the x0 estimate's weighted heatmap MSE, "coarse": the coarse
+        branch's} (targets "heatmaps", "target_weight")."""
+        heatmaps, weights = targets["heatmaps"], targets["target_weight"]
+        return {
+            "heatmap": weighted_heatmap_mse(outputs["heatmaps"], heatmaps, weights),
+            "coarse": weighted_heatmap_mse(outputs["coarse_heatmaps"], heatmaps, weights),
+        }
 
     def _estimate_inputs(
         self,
@@ -181,8 +207,7 @@ class DiffusionHead(nn.Module):
         generator: torch.Generator | None = None,
         sample_seeds: torch.Tensor | None = None,
         return_trajectory: bool = False,
-        decode: Decode | None = None,
-    ) -> dict[str, Any]:
+    ) -> HeadPrediction:
         """Sample heatmaps with DDIM; the features are used as they are (no re-encoding).
 
         Args:
@@ -196,22 +221,23 @@ class DiffusionHead(nn.Module):
             sample_seeds: [B] per-sample seeds instead (results independent of
                 batching). Neither: the global RNG.
             return_trajectory: also return every step.
-            decode: heatmaps [N, K, H, W] -> (keypoints [N, K, 2], scores [N, K]) for
-                the trajectory (e.g. the heatmap codec's decode, input pixels);
-                default integer argmax in heatmap pixels.
 
         Returns:
-            "heatmaps": [B, K, H, W] mean over the hypotheses of their final heatmaps
-                (the last x0 estimate, clamped to [0, 1]; DDIM's last step lands on it);
-            "hypothesis_heatmaps": [B, G, K, H, W];
-            "coarse_heatmaps" (init "coarse" only): [B, K, H, W] the coarse branch;
-            "trajectory" (when asked): S dicts, one per step in sampling order:
-                "step" int, "t" int, "t_prev" int (-1 = the data),
+            a :class:`HeadPrediction`: "heatmaps" [B, K, H, W] the mean over the
+            hypotheses of their final heatmaps (the last x0 estimate, clamped to
+            [0, 1]; DDIM's last step lands on it), keypoints and scores decoded from
+            it by the codec; "uncertainty" [B, K] the spread of the G hypotheses'
+            own decoded keypoints (RMS distance to their mean, input-crop pixels;
+            None for G = 1); extras "hypothesis_heatmaps" [B, G, K, H, W] and, with
+            init "coarse", "coarse_heatmaps" [B, K, H, W]; "trajectory" (when
+            asked): S dicts, one per step in sampling order:
+                "step" int, "label" "t T->T_PREV", "t" int, "t_prev" int (-1 = the data),
                 "x_t" [B, G, K, H, W] the step's input mapped to heatmap units
                     ((x / scale + 1) / 2, noisy),
                 "heatmaps" [B, G, K, H, W] the x0 estimate (heatmap units, unclamped),
                 "masks" tuple of 3: [B, G, K, h_s, w_s] coarse to fine,
-                "keypoints" [B, G, K, 2] and "scores" [B, G, K] decoded from "heatmaps".
+                "keypoints" [B, G, K, 2] (input-crop pixels) and "scores" [B, G, K]
+                    decoded from "heatmaps" by the codec.
         """
         steps = self.sampling_steps if steps is None else steps
         hypotheses = self.hypotheses if hypotheses is None else hypotheses
@@ -259,25 +285,45 @@ class DiffusionHead(nn.Module):
             draw_noise=lambda: source.normal(per_sample).flatten(0, 1),
         )
         final = records[-1]["heatmaps"].clamp(0, 1).view(batch, *per_sample)
-        result: dict[str, Any] = {"heatmaps": final.mean(dim=1), "hypothesis_heatmaps": final}
+        heatmaps = final.mean(dim=1)
+        keypoints, scores = self.codec.decode(heatmaps)
+        uncertainty = None
+        if hypotheses > 1:
+            # each hypothesis decoded on its own: how far the G answers lie apart
+            own, _ = self.codec.decode(final.flatten(0, 1))  # [B*G, K, 2]
+            uncertainty = hypothesis_spread(own.view(batch, hypotheses, joints, 2))
+        extras: dict[str, Any] = {"hypothesis_heatmaps": final}
         if coarse is not None:
-            result["coarse_heatmaps"] = coarse
+            extras["coarse_heatmaps"] = coarse
+        trajectory = None
         if return_trajectory:
-            result["trajectory"] = [
-                self._trajectory_entry(index, record, batch, decode or argmax_keypoints)
-                for index, record in enumerate(records)
+            trajectory = [
+                self._trajectory_entry(index, record, batch) for index, record in enumerate(records)
             ]
-        return result
+        return HeadPrediction(
+            keypoints=keypoints,
+            scores=scores,
+            heatmaps=heatmaps,
+            uncertainty=uncertainty,
+            trajectory=trajectory,
+            extras=extras,
+        )
 
-    def _trajectory_entry(
-        self, index: int, record: dict[str, Any], batch: int, decode: Decode
-    ) -> dict[str, Any]:
+    def merge_flipped(
+        self, prediction: HeadPrediction, mirrored: HeadPrediction, flip_permutation: npt.ArrayLike
+    ) -> HeadPrediction:
+        """The flip test: the two passes' (hypothesis-mean) heatmaps averaged
+        (``merge_flipped_heatmaps``)."""
+        return merge_flipped_heatmaps(prediction, mirrored, flip_permutation, codec=self.codec)
+
+    def _trajectory_entry(self, index: int, record: dict[str, Any], batch: int) -> dict[str, Any]:
         def unfold(tensor: torch.Tensor) -> torch.Tensor:  # [B*G, ...] -> [B, G, ...]
             return tensor.reshape(batch, -1, *tensor.shape[1:])
 
-        keypoints, scores = decode(record["heatmaps"])
+        keypoints, scores = self.codec.decode(record["heatmaps"])
         return {
             "step": index,
+            "label": f"t {record['t']}->{record['t_prev']}",
             "t": record["t"],
             "t_prev": record["t_prev"],
             "x_t": unfold(self.process.from_signal(record["x_t"])),

@@ -8,12 +8,16 @@ linear temporal fusion, no diffusion).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy.typing as npt
 import torch
 from torch import nn
 
+from vidpose.codecs.heatmap import HeatmapCodec
+from vidpose.losses import weighted_heatmap_mse
+from vidpose.models.heads.contract import HeadPrediction, Targets, merge_flipped_heatmaps
 from vidpose.models.layers import group_norm, init_output_conv
 
 
@@ -47,16 +51,25 @@ class HeatmapHead(nn.Module):
 
     Args:
         predictor: the :class:`HeatmapConv` applied to the finest level.
+        codec: encodes the training heatmaps and decodes predictions into input-crop
+            pixels (argmax + DARK).
     """
 
-    def __init__(self, *, predictor: HeatmapConv) -> None:
+    loss_names = ("heatmap",)
+
+    def __init__(self, *, predictor: HeatmapConv, codec: HeatmapCodec) -> None:
         super().__init__()
         self.predictor = predictor
+        self.codec = codec
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.codec.input_size
 
     def forward(
         self,
         features: Sequence[torch.Tensor],
-        target_heatmaps: torch.Tensor | None = None,
+        targets: Targets | None = None,
         sample_seeds: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Predict heatmaps (targets and seeds are accepted for a uniform call and unused).
@@ -69,31 +82,44 @@ class HeatmapHead(nn.Module):
         """
         return {"heatmaps": self.predictor(features[-1])}
 
+    def loss_terms(
+        self, outputs: Mapping[str, torch.Tensor], targets: Targets
+    ) -> dict[str, torch.Tensor]:
+        """{"heatmap": visibility-weighted heatmap MSE} (targets "heatmaps", "target_weight")."""
+        return {
+            "heatmap": weighted_heatmap_mse(
+                outputs["heatmaps"], targets["heatmaps"], targets["target_weight"]
+            )
+        }
+
     def predict(
         self,
         features: Sequence[torch.Tensor],
         *,
-        steps: int | None = None,
-        hypotheses: int | None = None,
-        eta: float | None = None,
-        init: str | None = None,
-        generator: torch.Generator | None = None,
-        sample_seeds: torch.Tensor | None = None,
         return_trajectory: bool = False,
-        decode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-    ) -> dict[str, Any]:
-        """Inference: the heatmaps. The sampling arguments are accepted and ignored,
-        so step/hypothesis sweeps can run over every head.
+        **sampling: Any,
+    ) -> HeadPrediction:
+        """Inference in one pass. The diffusion sampler's keywords (steps, hypotheses,
+        eta, init, generator, sample_seeds) are accepted and ignored, so step and
+        hypothesis sweeps can run over every head.
 
         Returns:
-            "heatmaps": [B, K, H, W]; "hypothesis_heatmaps": [B, 1, K, H, W] (one
-            hypothesis); "trajectory": [] when ``return_trajectory``.
+            keypoints and scores decoded by the codec, the heatmaps; no uncertainty;
+            an empty trajectory when asked (one pass, nothing to show step by step);
+            extras "hypothesis_heatmaps" [B, 1, K, H, W].
         """
         heatmaps = self.predictor(features[-1])
-        result: dict[str, Any] = {
-            "heatmaps": heatmaps,
-            "hypothesis_heatmaps": heatmaps.unsqueeze(1),
-        }
-        if return_trajectory:
-            result["trajectory"] = []
-        return result
+        keypoints, scores = self.codec.decode(heatmaps.float())
+        return HeadPrediction(
+            keypoints=keypoints,
+            scores=scores,
+            heatmaps=heatmaps,
+            trajectory=[] if return_trajectory else None,
+            extras={"hypothesis_heatmaps": heatmaps.unsqueeze(1)},
+        )
+
+    def merge_flipped(
+        self, prediction: HeadPrediction, mirrored: HeadPrediction, flip_permutation: npt.ArrayLike
+    ) -> HeadPrediction:
+        """The flip test: heatmaps averaged (``merge_flipped_heatmaps``)."""
+        return merge_flipped_heatmaps(prediction, mirrored, flip_permutation, codec=self.codec)
