@@ -123,23 +123,48 @@ class DiffusionConfig:
 
 
 @dataclass
+class TFPoseConfig:
+    """The keypoint-query regression head (TFPose, Mao et al. 2021; Poseur, ECCV 2022).
+
+    Defaults are TFPose's (6 deformable encoder and 6 decoder layers, 8 heads, 4
+    sampling points per level, learned first references, the auxiliary heatmap loss);
+    ``encoder_layers: 0`` and ``init_reference: coarse`` are Poseur's choices."""
+
+    encoder_layers: int = 6  # deformable encoder layers over the pyramid tokens (0 allowed)
+    decoder_layers: int = 6  # joint-query decoder layers, each refining the points
+    heads: int = 8  # attention heads (self- and cross-attention)
+    points: int = 4  # deformable sampling points per head and pyramid level
+    ffn_dim: int = 1024  # feed-forward hidden width (Deformable DETR's)
+    dropout: float = 0.1
+    # first reference points: "learned" (one per joint, TFPose / Deformable DETR) or
+    # "coarse" (Poseur: regressed from the pooled coarsest level, supervised as layer 0)
+    init_reference: Literal["learned", "coarse"] = "learned"
+    aux_heatmap: bool = True  # TFPose's auxiliary heatmap branch on the coarsest level
+
+
+@dataclass
 class ModelConfig:
     """Backbone, temporal fusion and head."""
 
-    head: Literal["diffusion", "heatmap"] = "diffusion"
+    head: Literal["diffusion", "heatmap", "tfpose"] = "diffusion"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     temporal: Literal["linear"] = "linear"
-    decoder_dim: int = 128  # channels of the feature pyramid and the denoiser
+    decoder_dim: int = 128  # channels of the feature pyramid and of the head
     decoder_heads: int = 4  # attention heads of the denoiser's coarsest interaction
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    tfpose: TFPoseConfig = field(default_factory=TFPoseConfig)
 
 
 @dataclass
 class LossConfig:
-    """Loss weights (names match the criterion's loss dictionary)."""
+    """Loss weights by term name (each head offers some of them: ``head.loss_names``;
+    the weights of terms the model's head does not offer are not used)."""
 
     heatmap: float = 1.0  # x0 estimate of the diffusion head, or the baseline head's heatmaps
-    coarse: float = 1.0  # the coarse heatmap branch that can start sampling
+    coarse: float = 1.0  # the diffusion head's coarse heatmap branch
+    keypoint: float = 1.0  # tfpose: L1 of every decoder layer's points (crop fractions)
+    sigma: float = 1.0  # tfpose: Laplace NLL of the predicted per-joint error scale
+    aux_heatmap: float = 50.0  # tfpose: the auxiliary heatmap MSE (TFPose's weight 50)
 
 
 @dataclass

@@ -143,15 +143,21 @@ class ResumeMismatch(ValueError):
 _SAMPLER_FIELDS = ("sampling_steps", "hypotheses", "eta", "init", "coarse_start")
 
 
+# The config sections that belong to one head: only the model's own head reads its section.
+_HEAD_SECTIONS = {"diffusion": "diffusion", "tfpose": "tfpose"}
+
+
 def _model_settings(model: dict[str, Any]) -> dict[str, Any]:
     """The dotted ``model.*`` settings that decide what a run trains: all but the
-    sampler defaults, and no diffusion settings for a heatmap head (it has none)."""
+    sampler defaults, and no settings of other heads than the model's (a heatmap head
+    has no diffusion settings, a diffusion head no tfpose settings)."""
     settings = {}
+    others = {section for head, section in _HEAD_SECTIONS.items() if head != model["head"]}
 
     def walk(tree: dict[str, Any], prefix: str) -> None:
         for key, value in tree.items():
             if isinstance(value, dict):
-                if not (key == "diffusion" and model["head"] == "heatmap"):
+                if not (prefix == "model" and key in others):
                     walk(value, f"{prefix}.{key}")
             elif key not in _SAMPLER_FIELDS:
                 settings[f"{prefix}.{key}"] = value

@@ -21,7 +21,7 @@ from vidpose.models.backbone import ViTBackbone
 from vidpose.models.diffusion.decoder import HeatmapDenoiser
 from vidpose.models.diffusion.schedule import GaussianDiffusion
 from vidpose.models.estimator import PoseEstimator
-from vidpose.models.heads import DiffusionHead, HeatmapConv, HeatmapHead
+from vidpose.models.heads import DiffusionHead, HeatmapConv, HeatmapHead, TFPoseHead
 from vidpose.models.interaction import snr_mask_scales
 from vidpose.models.pyramid import FeaturePyramid
 from vidpose.models.temporal import LinearTemporalFusion
@@ -67,9 +67,33 @@ def _build_heatmap_head(cfg: Config, num_joints: int) -> nn.Module:
     )
 
 
+def _build_tfpose_head(cfg: Config, num_joints: int) -> nn.Module:
+    tfpose = cfg.model.tfpose
+    if cfg.model.decoder_dim % tfpose.heads:
+        raise ConfigError(
+            f"model.decoder_dim={cfg.model.decoder_dim} is not divisible by "
+            f"model.tfpose.heads={tfpose.heads}"
+        )
+    return TFPoseHead(
+        channels=cfg.model.decoder_dim,
+        num_joints=num_joints,
+        input_size=cfg.data.input_size,
+        encoder_layers=tfpose.encoder_layers,
+        decoder_layers=tfpose.decoder_layers,
+        heads=tfpose.heads,
+        points=tfpose.points,
+        ffn_dim=tfpose.ffn_dim,
+        dropout=tfpose.dropout,
+        init_reference=tfpose.init_reference,
+        # the auxiliary heatmap branch trains on heatmaps: the head then has a codec
+        codec=build_codec(cfg.data) if tfpose.aux_heatmap else None,
+    )
+
+
 HEAD_BUILDERS: dict[str, Callable[[Config, int], nn.Module]] = {
     "diffusion": _build_diffusion_head,
     "heatmap": _build_heatmap_head,
+    "tfpose": _build_tfpose_head,
 }
 
 

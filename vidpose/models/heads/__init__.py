@@ -9,5 +9,13 @@ the flip test. Each head owns its codec (``codec``, None for keypoint-only train
 from vidpose.models.heads.contract import HeadPrediction, PoseHead
 from vidpose.models.heads.diffusion import DiffusionHead
 from vidpose.models.heads.heatmap import HeatmapConv, HeatmapHead
+from vidpose.models.heads.tfpose import TFPoseHead
 
-__all__ = ["DiffusionHead", "HeadPrediction", "HeatmapConv", "HeatmapHead", "PoseHead"]
+__all__ = [
+    "DiffusionHead",
+    "HeadPrediction",
+    "HeatmapConv",
+    "HeatmapHead",
+    "PoseHead",
+    "TFPoseHead",
+]
