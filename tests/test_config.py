@@ -93,7 +93,8 @@ def test_choice_field_lists_the_choices():
     with pytest.raises(ConfigError) as error:
         load_config(None, ["model.head=transformer"])
     assert str(error.value) == (
-        "<defaults>: model.head: expected one of 'diffusion', 'heatmap', got str 'transformer'"
+        "<defaults>: model.head: expected one of 'diffusion', 'heatmap', 'tfpose', got str "
+        "'transformer'"
     )
 
 

@@ -14,6 +14,9 @@ Sections
   e  accuracy on a heavily occluded synthetic set, same backbone and budget:
      temporal diffusion vs single-frame baseline vs temporal heatmap baseline;
      PCKh on occluded joints; mAP against the number of steps S and hypotheses G.
+  f  every head on e's data and budget: mAP, PCKh on visible / occluded / hidden
+     joints against the single-frame baseline, parameters, training clips/s,
+     extraction person-frames/s; TFPose's error per decoder layer.
 
 Every number is printed with the machine's thread count; results also go to
 --json (default benchmark_results.json).
@@ -423,6 +426,45 @@ def _training_label(config) -> str:
     return diffusion.mask_gain + estimates
 
 
+def _e_common(root: Path, steps: int) -> tuple[list[str], int, int]:
+    """The overrides every model of sections e and f trains and is scored with, the
+    epochs and the steps per epoch of the budget ``steps``."""
+    # Whole epochs closest to the step budget, so that every model's learning rate
+    # anneals to the end of its cosine schedule.
+    steps_per_epoch = E_VIDEOS * 24 * 2 // 16
+    epochs = max(1, round(steps / steps_per_epoch))
+    # every diffusion model samples with S = 1, G = 4 (with SNR masks the G one-step
+    # estimates coincide: they all start from uniform masks)
+    common = [f"data.root={root}", f"train.epochs={epochs}",
+              "train.val_every=0", "train.batch_size=16", "test.flip_test=false",
+              "test.batch_size=64", "model.diffusion.sampling_steps=1",
+              "model.diffusion.hypotheses=4"]  # fmt: skip
+    return common, epochs, steps_per_epoch
+
+
+def _train_on_e(work: Path, key: str, base: str, overrides: list[str]):
+    """Train (or resume, or reuse when finished) one model of sections e / f in
+    ``work/e_<key>``: (config, trained model, median training clips/s of its log)."""
+    from vidpose.engine.trainer import train
+    from vidpose.inference.predictor import load_estimator
+
+    config = load_config(REPO / "configs" / base, overrides)
+    work_dir = work / f"e_{key}"
+    train(config, work_dir, show_progress=False, resume=(work_dir / "latest.safetensors").exists())
+    # training speed from the run's log (a resumed run may have been split up)
+    log = [json.loads(line) for line in (work_dir / "metrics.jsonl").open()]
+    speed = float(np.median([r["clips_per_second"] for r in log if r["kind"] == "train"]))
+    model, _ = load_estimator(work_dir / "latest.safetensors")
+    return config, model, speed
+
+
+def _sampler_settings(config) -> dict:
+    """The sampler settings of a run's config (a checkpoint carries those of its
+    training run, which may predate a change of the defaults)."""
+    sampling = config.model.diffusion
+    return {"steps": sampling.sampling_steps, "hypotheses": sampling.hypotheses}
+
+
 def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True) -> dict:
     """Train (or resume) the chosen models on the occluded set, then evaluate them. The
     models are independent: train them in parallel processes with ``--e-models`` and
@@ -430,39 +472,17 @@ def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True
 
     The comparison tables are scored on a test set of fresh videos; the choices (the
     S x G sweep, the coarse start) on the validation split of the training set."""
-    from vidpose.engine.trainer import train
-    from vidpose.inference.predictor import load_estimator
-
     val = _e_split(work / "data_e", E_VIDEOS, seed=7)
     test = _e_split(work / "data_e_test", E_TEST_VIDEOS, seed=E_TEST_SEED)
-    # Whole epochs closest to the step budget, so that every model's learning rate
-    # anneals to the end of its cosine schedule.
-    steps_per_epoch = E_VIDEOS * 24 * 2 // 16
-    epochs = max(1, round(steps / steps_per_epoch))
-    # every diffusion model samples with S = 1, G = 4 (with SNR masks the G one-step
-    # estimates coincide: they all start from uniform masks)
-    common = [f"data.root={val['root']}", f"train.epochs={epochs}",
-              "train.val_every=0", "train.batch_size=16", "test.flip_test=false",
-              "test.batch_size=64", "model.diffusion.sampling_steps=1",
-              "model.diffusion.hypotheses=4"]  # fmt: skip
+    common, epochs, steps_per_epoch = _e_common(val["root"], steps)
     rows, results, trained, hits = [], {}, {}, {}
     for key in models:
         name, overrides = E_MODELS[key]
-        config = load_config(REPO / "configs/synthetic_tiny.yaml", common + overrides)
-        work_dir = work / f"e_{key}"
-        train(
-            config, work_dir, show_progress=False, resume=(work_dir / "latest.safetensors").exists()
-        )
-        # training speed from the run's log (a resumed run may have been split up)
-        log = [json.loads(line) for line in (work_dir / "metrics.jsonl").open()]
-        speed = float(np.median([r["clips_per_second"] for r in log if r["kind"] == "train"]))
-        model, _ = load_estimator(work_dir / "latest.safetensors")
-        # the sampler settings of this run's config (a checkpoint carries those of its
-        # training run, which may predate a change of the defaults)
+        config, model, speed = _train_on_e(work, key, "synthetic_tiny.yaml", common + overrides)
         sampling = config.model.diffusion
-        settings = {"steps": sampling.sampling_steps, "hypotheses": sampling.hypotheses}
+        settings = _sampler_settings(config)
         evaluation, pckh, hits[key] = _e_score(
-            config, model, test, work_dir / "pred_test", **settings
+            config, model, test, work / f"e_{key}" / "pred_test", **settings
         )
         trained[key] = (config, model)
         if key.startswith("diffusion"):
@@ -542,11 +562,142 @@ def section_e(work: Path, steps: int, models: list[str], with_sweep: bool = True
     return results
 
 
+# Section f: every head on benchmark e's data and budget. The first three share e's
+# work folders (e_single, e_temporal, e_diffusion_snr): a model e trained is reused.
+F_MODELS = {
+    "single": ("single-frame heatmap baseline (T=1)", "synthetic_tiny.yaml", E_MODELS["single"][1]),
+    "temporal": ("temporal heatmap baseline (T=3)", "synthetic_tiny.yaml", E_MODELS["temporal"][1]),
+    "diffusion_snr": (
+        "temporal diffusion, SNR masks (T=3, S=1, G=4)",
+        "synthetic_tiny.yaml",
+        E_MODELS["diffusion_snr"][1],
+    ),
+    "tfpose": ("TFPose (T=3)", "synthetic_tiny_tfpose.yaml", ["data.frame_offsets=[-1,0,1]"]),
+}
+
+
+@torch.no_grad()
+def trajectory_errors(config, model, split: dict) -> np.ndarray:
+    """[S] mean distance (input-crop pixels) of each trajectory step's keypoints (the
+    hypothesis mean) to the ground truth over the annotated joints inside the crop of
+    ``split``'s videos: how the iterative search converges, step by step or layer by
+    layer."""
+    from vidpose.data.clips import build_dataset
+
+    config = replace(config, data=replace(config.data, root=str(split["root"])))
+    dataset = build_dataset(config, "val", split["videos"])
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    totals, count = None, 0.0
+    model.eval()
+    for batch in loader:
+        answer = model.predict(
+            batch["frames"],
+            generator=generator,
+            return_trajectory=True,
+            **_sampler_settings(config),
+        )
+        weights = batch["target_weight"]  # [B, K]
+        errors = torch.stack([
+            ((step["keypoints"].float().mean(1) - batch["keypoints"]).norm(dim=-1) * weights).sum()
+            for step in answer.trajectory
+        ])  # fmt: skip
+        totals = errors if totals is None else totals + errors
+        count += float(weights.sum())
+    return (totals / max(count, 1.0)).numpy()
+
+
+def extraction_speed(checkpoint: Path, split: dict, out: Path, videos: int) -> float:
+    """Person-frames per second of ``vidpose extract`` (the library call behind it) on
+    the first ``videos`` videos of ``split`` with their ground-truth boxes as the
+    detections, on this machine's CPU threads, outputs written, no overlay."""
+    from vidpose.inference.extract import ExtractOptions, extract_video
+    from vidpose.inference.person_boxes import read_detections
+    from vidpose.inference.predictor import build_predictor, load_estimator
+
+    model, config = load_estimator(checkpoint)
+    predictor = build_predictor(model, config, device="cpu")
+    options = ExtractOptions(progress=False, overwrite=True)
+    persons, seconds = 0, 0.0
+    for video in sorted((Path(split["root"]) / "videos" / "val").glob("*.mp4"))[:videos]:
+        truth = Path(split["root"]) / "posetrack_data" / "val" / f"{video.stem}.json"
+        summary = extract_video(video, predictor, read_detections(truth), out, options=options)
+        persons += summary.persons
+        seconds += summary.seconds
+    return persons / seconds
+
+
+def section_f(work: Path, steps: int, models: list[str], extract_videos: int = 8) -> dict:
+    """Every head on the same work: benchmark e's occluded data and budget, scored on
+    its 192 test videos; paired PCKh differences against the single-frame baseline (as
+    in e), parameters, training clips/s (from the run's log) and extraction
+    person-frames/s (``extraction_speed``). Heads with an iterative search also get
+    their error per step / layer on the test videos."""
+    val = _e_split(work / "data_e", E_VIDEOS, seed=7)
+    test = _e_split(work / "data_e_test", E_TEST_VIDEOS, seed=E_TEST_SEED)
+    common, epochs, steps_per_epoch = _e_common(val["root"], steps)
+    rows, results, hits, layer_rows = [], {}, {}, []
+    for key in models:
+        name, base, overrides = F_MODELS[key]
+        config, model, speed = _train_on_e(work, key, base, common + overrides)
+        evaluation, pckh, hits[key] = _e_score(
+            config, model, test, work / f"e_{key}" / "pred_test", **_sampler_settings(config)
+        )
+        parameters = sum(p.numel() for p in model.parameters())
+        extraction = extraction_speed(
+            work / f"e_{key}" / "latest.safetensors", test, work / "f_extract" / key, extract_videos
+        )
+        results[key] = {
+            "name": name,
+            "mAP": evaluation.main_metric,
+            "pckh": pckh,
+            "parameters": parameters,
+            "train_clips_per_s": speed,
+            "extract_person_frames_per_s": extraction,
+        }
+        if config.model.head == "tfpose":
+            errors = trajectory_errors(config, model, test)
+            results[key]["layer_errors_px"] = errors.tolist()
+            layer_rows.append([name, *(f"{value:.2f}" for value in errors)])
+        rows.append([name, f"{evaluation.main_metric:.1f}", f"{pckh['seen'][0]:.1f}",
+                     f"{pckh['occluder'][0]:.1f}", f"{pckh['hidden (all)'][0]:.1f}"])  # fmt: skip
+    groups = ("seen", "occluder", "hidden (all)")
+    for row, key in zip(rows, models, strict=True):
+        paired = (
+            _paired_cells(hits[key], hits["single"], groups)
+            if "single" in hits and key != "single"
+            else ["-"] * len(groups)
+        )
+        entry = results[key]
+        row += [*paired, f"{entry['parameters'] / 1e6:.2f} M", f"{entry['train_clips_per_s']:.1f}",
+                f"{entry['extract_person_frames_per_s']:.1f}"]  # fmt: skip
+    counts = ", ".join(f"{name} {count}" for name, (_, count) in pckh.items())
+    results["table"] = table(
+        f"f. every head on benchmark e's work: trained on {E_VIDEOS} occluded videos, "
+        f"{epochs * steps_per_epoch} steps of 16 clips; scored on {E_TEST_VIDEOS} fresh test "
+        f"videos (joints: {counts}); PCKh@0.5, and minus the single-frame baseline's on the "
+        "same joints with a 95% bootstrap interval over videos",
+        ["model", "mAP", "PCKh visible", "PCKh occluder", "PCKh hidden (all)",
+         "visible vs single", "occluder vs single", "hidden (all) vs single", "parameters",
+         "train clips/s", "extract person-frames/s"],
+        rows,
+    )  # fmt: skip
+    if layer_rows:
+        width = max(len(row) for row in layer_rows) - 1
+        results["table_layers"] = table(
+            "f. TFPose: mean keypoint error per decoder layer on the test videos (input-crop "
+            "pixels, annotated joints inside the crop)",
+            ["model", *(f"layer {index + 1}" for index in range(width))],
+            [row + [""] * (width + 1 - len(row)) for row in layer_rows],
+        )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--only", default="a,b,c,d,e", help="comma-separated sections")
+    parser.add_argument("--only", default="a,b,c,d,e,f", help="comma-separated sections")
     parser.add_argument("--batch", type=int, default=8, help="persons per batch (a)")
     parser.add_argument("--train-steps", type=int, default=2000, help="training steps (e)")
     parser.add_argument(
@@ -560,6 +711,7 @@ def main() -> None:
         default=True,
         help="the S x G sweep of section e (9 evaluations)",
     )
+    parser.add_argument("--f-models", default=",".join(F_MODELS), help="models of section f to run")
     parser.add_argument("--work", help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", default="benchmark_results.json")
     args = parser.parse_args()
@@ -579,6 +731,8 @@ def main() -> None:
         results["d"] = section_d(work, steps=40)
     if "e" in sections:
         results["e"] = section_e(work, args.train_steps, args.e_models.split(","), args.e_sweep)
+    if "f" in sections:
+        results["f"] = section_f(work, args.train_steps, args.f_models.split(","))
     Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {args.json}")
 

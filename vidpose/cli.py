@@ -404,11 +404,14 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
 def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "visualize",
-        help="render the iterative keypoint-region search of the sampler",
-        description="Run the diffusion sampler once on one person's clip and draw what it "
-        "recorded at every step: heatmaps, look-up masks at three scales, keypoints and "
-        "their moves, the spread of the hypotheses; plus per-step curves and the temporal "
-        "aggregator's frame weights. See docs/visualization.md.",
+        help="render the iterative keypoint search of the head (diffusion steps, TFPose layers)",
+        description="Run the model once on one person's clip and draw what its head "
+        "recorded at every step of its search: for a diffusion head each DDIM step's "
+        "heatmaps, look-up masks at three scales, keypoints and their moves, the spread of "
+        "the hypotheses; for a TFPose head each decoder layer's keypoints, the moves from "
+        "its reference points and where its deformable attention sampled; plus per-step "
+        "curves and the temporal aggregator's frame weights. A one-pass head (heatmap "
+        "baseline) has nothing to show. See docs/visualization.md.",
     )
     parser.add_argument("--checkpoint", required=True, help="vidpose .safetensors checkpoint")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -432,8 +435,12 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
         help="with --video: person boxes (PoseTrack JSON such as ground truth or vidpose "
         "extract output, COCO results JSON, MOT text); default: single-person mode",
     )
-    parser.add_argument("--steps", type=int, help="DDIM steps S (default: test.steps, then model)")
-    parser.add_argument("--hypotheses", type=int, help="hypotheses G (default: as --steps)")
+    parser.add_argument(
+        "--steps", type=int, help="diffusion: DDIM steps S (default: test.steps, then model)"
+    )
+    parser.add_argument(
+        "--hypotheses", type=int, help="diffusion: hypotheses G (default: as --steps)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
     parser.add_argument("--out", help="output folder (default: outputs/visualize/<clip name>)")
     parser.add_argument(
@@ -460,6 +467,8 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
 
     def handler(args: argparse.Namespace) -> int:
         from pathlib import Path
+
+        import numpy as np
 
         from vidpose.codecs.heatmap import build_codec
         from vidpose.data.json_fields import AnnotationError
@@ -554,13 +563,22 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
             panel_height=args.panel_height,
             metadata=metadata,
         )
-        moves = trajectory.displacement()
+        if trajectory.t is None and (args.steps is not None or args.hypotheses is not None):
+            # The head accepted the sampler's settings and ignored them: say so.
+            print(
+                f"vidpose visualize: note: --steps and --hypotheses set a diffusion sampler; "
+                f"{type(model.head).__name__} records its own {trajectory.num_steps} steps",
+                file=sys.stderr,
+            )
+        moves = trajectory.displacement()[:, skeleton.scored_indices]
+        if trajectory.t is not None:
+            what = f"{trajectory.num_steps} steps, {trajectory.num_hypotheses} hypotheses"
+        else:
+            what = f"{trajectory.num_steps} steps ({', '.join(trajectory.labels)})"
         print(
-            f"{trajectory.num_steps} steps, {trajectory.num_hypotheses} hypotheses; mean "
-            "keypoint move per step (input px): "
+            f"{what}; mean keypoint move per step (input px): "
             + ", ".join(
-                "-" if step == 0 else f"{moves[step, skeleton.scored_indices].mean():.2f}"
-                for step in range(len(moves))
+                f"{np.nanmean(row):.2f}" if np.isfinite(row).any() else "-" for row in moves
             )
         )
         for path in written.values():

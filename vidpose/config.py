@@ -140,6 +140,9 @@ class TFPoseConfig:
     # "coarse" (Poseur: regressed from the pooled coarsest level, supervised as layer 0)
     init_reference: Literal["learned", "coarse"] = "learned"
     aux_heatmap: bool = True  # TFPose's auxiliary heatmap branch on the coarsest level
+    # learning-rate multiplier of the sampling offsets and the first reference points
+    # (Deformable DETR's and Poseur's 0.1)
+    offset_lr: float = 0.1
 
 
 @dataclass

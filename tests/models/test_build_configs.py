@@ -11,7 +11,7 @@ from vidpose.config import ConfigError, load_config
 from vidpose.data.skeleton import get_skeleton
 from vidpose.losses import build_criterion
 from vidpose.models.build import build_model
-from vidpose.models.heads import DiffusionHead, HeatmapHead
+from vidpose.models.heads import DiffusionHead, HeatmapHead, TFPoseHead
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ALL_CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
@@ -39,15 +39,20 @@ def test_config_builds(path):
     assert model.num_frames == len(cfg.data.frame_offsets)
     assert model.temporal.key_frame_index == cfg.data.frame_offsets.index(0)
     assert model.backbone.grid_size == (height // 16, width // 16)
-    head_type = {"diffusion": DiffusionHead, "heatmap": HeatmapHead}[cfg.model.head]
-    assert isinstance(model.head, head_type)
+    head_type = {"diffusion": DiffusionHead, "heatmap": HeatmapHead, "tfpose": TFPoseHead}
+    assert isinstance(model.head, head_type[cfg.model.head])
     num_joints = get_skeleton(cfg.data.skeleton).num_joints
-    final_conv = (
-        model.head.predictor.layers[-1]
-        if cfg.model.head == "heatmap"
-        else model.head.coarse.layers[-1]
-    )
-    assert final_conv.out_channels == num_joints
+    if cfg.model.head == "tfpose":
+        assert model.head.num_joints == num_joints
+        assert model.head.input_size == (height, width)
+        assert len(model.head.decoder) == cfg.model.tfpose.decoder_layers
+    else:
+        final_conv = (
+            model.head.predictor.layers[-1]
+            if cfg.model.head == "heatmap"
+            else model.head.coarse.layers[-1]
+        )
+        assert final_conv.out_channels == num_joints
     assert (height // stride, width // stride) == tuple(
         4 * side for side in model.backbone.grid_size
     )

@@ -1,9 +1,10 @@
-"""The search visualisation draws what the sampler recorded, and every output is whole.
+"""The search visualisation draws what the head recorded, and every output is whole.
 
-Renderers get a hand-made trajectory whose keypoints, heatmaps and masks are known,
-so the pixels can be checked against it; the CLI runs the real micro model and its
-``trajectory.json`` is compared with a direct ``predict(..., return_trajectory=True)``
-call with the same seed.
+Renderers get hand-made trajectories whose keypoints, heatmaps and masks are known (a
+diffusion one with every key, a TFPose one with keypoints, references and attention
+masks only), so the pixels can be checked against them; the CLI runs real micro
+models (diffusion and TFPose) and their ``trajectory.json`` is compared with a direct
+``predict(..., return_trajectory=True)`` call.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.data.skeleton import POSETRACK
 from vidpose.visualization.search import GroundTruth, SearchTrajectory, trajectory_record
 from vidpose.visualization.search_panels import (
+    ARROW_COLOUR,
     CONSENSUS_COLOUR,
     HYPOTHESIS_COLOUR,
     PanelStyle,
@@ -84,11 +86,13 @@ def fake_trajectory(codec: HeatmapCodec, positions: np.ndarray) -> list[dict]:
             mask[..., lit_row(step, rows), step % cols] = 1.0
             masks.append(mask)
         keypoints = torch.from_numpy(positions[step][None] + OFFSETS[:, None]).float()
+        t, t_prev = 999 - 333 * step, 999 - 333 * (step + 1) if step < STEPS - 1 else -1
         entries.append(
             {
                 "step": step,
-                "t": 999 - 333 * step,
-                "t_prev": 999 - 333 * (step + 1) if step < STEPS - 1 else -1,
+                "label": f"t {t}->{t_prev}",
+                "t": t,
+                "t_prev": t_prev,
                 "x_t": torch.rand(1, HYPOTHESES, JOINTS, *HEATMAP),
                 "heatmaps": heatmaps.clone(),
                 "masks": tuple(masks),
@@ -113,6 +117,14 @@ def pixel(image: np.ndarray, layout_cell: tuple[int, int], point: np.ndarray) ->
     top, left = layout_cell
     x, y = (int(round(v)) for v in point)
     return tuple(image[top + y, left + x])
+
+
+def colour_near(image: np.ndarray, layout_cell: tuple[int, int], point: np.ndarray, colour) -> bool:
+    """Whether ``colour`` is drawn within a pixel of ``point`` (thin diagonal lines)."""
+    top, left = layout_cell
+    x, y = (int(round(v)) for v in point)
+    patch = image[top + y - 1 : top + y + 2, left + x - 1 : left + x + 2]
+    return bool(np.all(patch == colour, axis=-1).any())
 
 
 # --------------------------------------------------------------------------- data
@@ -177,13 +189,152 @@ def test_a_uniform_mask_covers_the_whole_map():
         np.testing.assert_allclose(shares[:, scale], expected, rtol=1e-5)
 
 
-def test_a_trajectory_without_masks_is_refused():
+def test_steps_that_record_different_things_are_refused():
     codec = make_codec()
     entries = fake_trajectory(codec, known_positions())
-    for entry in entries:
-        del entry["masks"]
-    with pytest.raises(ValueError, match="masks"):
+    del entries[1]["heatmaps"]
+    with pytest.raises(ValueError, match="'heatmaps' is recorded at 2 of 3 steps"):
         SearchTrajectory.from_trajectory(entries, codec)
+    entries = fake_trajectory(codec, known_positions())
+    entries[2]["masks"] = entries[2]["masks"][:2]
+    with pytest.raises(ValueError, match="masks differ"):
+        SearchTrajectory.from_trajectory(entries, codec)
+    with pytest.raises(ValueError, match="no steps"):
+        SearchTrajectory.from_trajectory([], codec)
+
+
+# --------------------------------------------------------------------------- heads without heatmaps
+
+LAYER_MOVE = np.array([5.0, 6.0])  # input px each decoder layer moves every joint
+
+
+def fake_layers(positions: np.ndarray) -> list[dict]:
+    """What ``TFPoseHead.predict(..., return_trajectory=True)`` with a coarse first
+    layer returns for B = 1: "layer 0 (coarse)" at ``positions[0]`` (no reference, no
+    masks), then "layer s" from ``positions[s - 1]`` (its reference) to ``positions[s]``
+    with each joint's attention on one cell per level (row ``lit_row``, column s); G = 1,
+    no heatmaps, x_t or t."""
+    entries = []
+    for step in range(len(positions)):
+        entry = {
+            "step": step,
+            "label": "layer 0 (coarse)" if step == 0 else f"layer {step}",
+            "keypoints": torch.from_numpy(positions[step]).float()[None, None],
+            "scores": torch.full((1, 1, JOINTS), 0.25 * (step + 1)),
+        }
+        if step > 0:
+            entry["reference"] = torch.from_numpy(positions[step - 1]).float()[None, None]
+            masks = []
+            for rows, cols in MASK_SIZES:
+                mask = torch.zeros(1, 1, JOINTS, rows, cols)
+                mask[..., lit_row(step, rows), step % cols] = 1.0
+                masks.append(mask)
+            entry["masks"] = tuple(masks)
+        entries.append(entry)
+    return entries
+
+
+@pytest.fixture
+def layers() -> tuple[SearchTrajectory, np.ndarray, np.ndarray]:
+    """(trajectory of 3 layers, positions [S, K, 2], crop [H, W, 3])."""
+    start = known_positions()[0]
+    positions = np.stack([start + LAYER_MOVE * step for step in range(STEPS)])
+    trajectory = SearchTrajectory.from_trajectory(fake_layers(positions), make_codec())
+    crop = np.random.default_rng(1).integers(0, 255, (*INPUT, 3), dtype=np.uint8)
+    return trajectory, positions, crop
+
+
+def test_a_trajectory_without_heatmaps_keeps_what_it_has(layers):
+    trajectory, positions, _ = layers
+    assert trajectory.labels == ("layer 0 (coarse)", "layer 1", "layer 2")
+    assert trajectory.heatmaps is None and trajectory.x_t is None and trajectory.t is None
+    assert trajectory.mask_source == "attention"
+    # consensus = the hypothesis mean of the recorded keypoints (G = 1: themselves)
+    np.testing.assert_array_equal(trajectory.consensus_keypoints, positions.astype(np.float32))
+    np.testing.assert_array_equal(trajectory.consensus_scores[:, 0], [0.25, 0.5, 0.75])
+    # every layer moved from its reference; the coarse layer has none and no masks
+    assert np.isnan(trajectory.reference[0]).all()
+    np.testing.assert_array_equal(trajectory.reference[1:, 0], positions[:-1].astype(np.float32))
+    moves = trajectory.displacement()
+    assert np.isnan(moves[0]).all()
+    np.testing.assert_allclose(moves[1:], np.hypot(*LAYER_MOVE), rtol=1e-6)
+    assert trajectory.masks_recorded().tolist() == [False, True, True]
+    areas = trajectory.mask_area()
+    assert np.isnan(areas[0]).all()
+    for scale, (rows, cols) in enumerate(MASK_SIZES):
+        np.testing.assert_allclose(areas[1:, scale], 1.0 / (rows * cols), rtol=1e-6)
+    # Attention cells divide the crop: cell (3, 0) of the 4 x 3 level spans input
+    # pixels [-0.5, 15.5) x [47.5, 63.5), centre (7.5, 55.5).
+    target = np.tile([[7.5, 55.5]], (JOINTS, 1))
+    near = trajectory.cells_near(target, radius=1.0)
+    assert near[0][0].sum() == 1 and near[0][0][3, 0]
+    shares = trajectory.mask_mass_near(target, radius=1.0)
+    np.testing.assert_allclose(shares[1, 0], 0.0)  # step 1 lit row 2
+    assert np.isnan(shares[0]).all()
+
+
+def test_record_of_a_trajectory_without_heatmaps(layers):
+    trajectory, positions, _ = layers
+    record = json.loads(json.dumps(trajectory_record(trajectory, POSETRACK)))
+    first, second = record["steps"][:2]
+    assert first["label"] == "layer 0 (coarse)" and second["label"] == "layer 1"
+    assert "t" not in first and "reference" not in first and "reference" in second
+    np.testing.assert_array_equal(
+        np.array(second["reference"][0], np.float32), positions[0].astype(np.float32)
+    )
+    assert first["mask_area"] == [[None] * JOINTS] * 3
+    assert record["mask_scales"] == ["1/16", "1/8", "1/4"]
+    kept = np.array([step["keypoints"] for step in record["steps"]], dtype=np.float32)
+    np.testing.assert_array_equal(kept, trajectory.keypoints)
+
+
+def test_layer_grid_draws_keypoints_arrows_and_attention(layers):
+    trajectory, positions, crop = layers
+    joints = [0]  # one joint: no limbs cross its arrow
+    image, layout = render_search_grid(trajectory, crop, POSETRACK, joints=joints, panel_height=128)
+    assert image.shape == (*layout.size, 3)
+    # no x_t column, no hypotheses column (G = 1, no sampler): masks, keypoints, joints
+    assert layout.rows == STEPS
+    keypoint_column = (
+        summary_column_count(len(MASK_SIZES), input_column=False, hypothesis_column=False) - 1
+    )
+    assert layout.columns == keypoint_column + 1 + len(joints)
+    panel = layout.panel
+    for step in range(STEPS):
+        cell = layout.cell(step, keypoint_column + 1)
+        consensus = to_panel(positions[step, 0], INPUT, panel)
+        assert pixel(image, cell, consensus) == CONSENSUS_COLOUR
+        # the arrow from the layer's reference: white halfway along (none for layer 0)
+        middle = to_panel(positions[step, 0] - LAYER_MOVE / 2, INPUT, panel)
+        for column in (keypoint_column, keypoint_column + 1):
+            drawn = colour_near(image, layout.cell(step, column), middle, ARROW_COLOUR)
+            assert drawn == (step > 0), (step, column)
+    # Attention masks light the recorded cell, whose centre lies on the crop's grid.
+    for step in (1, 2):
+        for scale, (rows, cols) in enumerate(MASK_SIZES):
+            cell = layout.cell(step, scale)
+
+            def centre(row: int, col: int, rows=rows, cols=cols) -> np.ndarray:
+                size = np.array([INPUT[1] / cols, INPUT[0] / rows])
+                return to_panel((np.array([col, row]) + 0.5) * size - 0.5, INPUT, panel)
+
+            lit = np.asarray(pixel(image, cell, centre(lit_row(step, rows), step % cols)), int)
+            dark = np.asarray(pixel(image, cell, centre(lit_row(step + 1, rows), step % cols)), int)
+            assert lit.sum() > dark.sum() + 150, (step, scale)
+    # The coarse layer read no feature map: its mask panels are the dimmed crop alone.
+    top, left = layout.cell(0, 0)
+    below_caption = image[top + panel[0] // 2 : top + panel[0], left : left + panel[1]]
+    assert (below_caption[..., 0] == below_caption[..., 1]).all()  # grey
+
+
+def test_layer_curves_and_animation_are_written(layers, tmp_path):
+    trajectory, positions, crop = layers
+    truth = GroundTruth(keypoints=positions[-1], visible=np.ones(JOINTS, bool))
+    path = plot_search_curves(trajectory, POSETRACK, tmp_path / "c.png", ground_truth=truth, dpi=50)
+    with Image.open(path) as image:
+        assert image.size == (625, 280)
+    frames = render_step_frames(trajectory, crop, POSETRACK, panel_height=64)
+    assert len(frames) == STEPS and len({frame.shape for frame in frames}) == 1
 
 
 # --------------------------------------------------------------------------- geometry
@@ -352,6 +503,37 @@ def setup(tmp_path_factory) -> dict:
     }
 
 
+@pytest.fixture(scope="module")
+def tfpose(setup, tmp_path_factory) -> dict:
+    """A micro TFPose checkpoint (3 decoder layers, learned references) on ``setup``'s
+    data, and its YAML."""
+    from vidpose.config import load_config, save_config, to_dict
+    from vidpose.engine.checkpoint import Checkpoint, save_checkpoint
+    from vidpose.models.build import build_model
+
+    folder = tmp_path_factory.mktemp("visualize_tfpose")
+    overrides = [*MICRO, "model.decoder_dim=32", "model.tfpose.heads=2"]
+    config = load_config(
+        REPO / "configs" / "synthetic_tiny_tfpose.yaml", [*overrides, f"data.root={setup['root']}"]
+    )
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    # An untrained layer keeps its reference (the refinement starts at zero); random
+    # refinements make every layer move, so the rows differ.
+    with torch.no_grad():
+        for layer in model.head.decoder:
+            layer.refine[-1].weight.normal_(std=0.1)
+    checkpoint = save_checkpoint(
+        Checkpoint(model=model.state_dict(), config=to_dict(config)), folder / "tfpose.safetensors"
+    )
+    return {
+        "config": config,
+        "yaml": save_config(config, folder / "tfpose.yaml"),
+        "model": model,
+        "checkpoint": checkpoint,
+    }
+
+
 def visualize(*args) -> int:
     return main(["visualize", *map(str, args)])
 
@@ -477,6 +659,81 @@ def test_cli_errors_name_the_problem(setup, tmp_path, capsys, arguments, message
     assert message in capsys.readouterr().err
 
 
+def assert_same_layers(record: dict, direct) -> None:
+    """``trajectory.json``'s steps are exactly the TFPose trajectory ``direct`` recorded."""
+    assert [step["label"] for step in record["steps"]] == [
+        entry["label"] for entry in direct.trajectory
+    ]
+    for written, entry in zip(record["steps"], direct.trajectory, strict=True):
+        np.testing.assert_array_equal(
+            np.array(written["keypoints"], np.float32), entry["keypoints"][0].numpy()
+        )
+        np.testing.assert_array_equal(
+            np.array(written["reference"], np.float32), entry["reference"][0].numpy()
+        )
+        assert "t" not in written and len(written["mask_area"]) == 3
+    # The last layer's keypoints are the model's prediction.
+    np.testing.assert_array_equal(
+        np.array(record["steps"][-1]["consensus_keypoints"], np.float32),
+        direct.keypoints[0].numpy(),
+    )
+
+
+def test_cli_tfpose_dataset_item_draws_the_layers_predict_returns(setup, tfpose, tmp_path, capsys):
+    from vidpose.data.clips import build_dataset_from_config
+
+    out = tmp_path / "out"
+    assert visualize("--checkpoint", tfpose["checkpoint"], "--dataset", tfpose["yaml"],
+                     "--index", 1, "--out", out, "--panel-height", 64) == 0  # fmt: skip
+    printed = capsys.readouterr()
+    assert "3 steps (layer 1, layer 2, layer 3)" in printed.out and "note" not in printed.err
+    assert {p.name for p in out.iterdir()} == {
+        "search_grid.png", "search.gif", "search.mp4", "search_curves.png", "temporal.png",
+        "trajectory.json",
+    }  # fmt: skip
+    # rows = the 3 decoder layers; columns: 3 attention levels, keypoints, joint panels
+    # (no x_t, no hypotheses: one deterministic hypothesis)
+    style = PanelStyle.for_height(64, INPUT)
+    columns = summary_column_count(3, input_column=False, hypothesis_column=False)
+    layout = grid_layout(3, columns + len(POSETRACK.scored_indices), style)
+    with Image.open(out / "search_grid.png") as grid:
+        assert grid.size == (layout.size[1], layout.size[0])
+    with Image.open(out / "search.gif") as gif:
+        assert gif.n_frames == 3
+
+    record = json.loads((out / "trajectory.json").read_text())
+    item = build_dataset_from_config(tfpose["config"], "val")[1]
+    with torch.no_grad():
+        direct = tfpose["model"].predict(item["frames"][None], return_trajectory=True)
+    assert_same_layers(record, direct)
+    # the layers really moved (the rows are not one picture three times)
+    assert min(np.nanmean(step["displacement"]) for step in record["steps"]) > 0.1
+    np.testing.assert_array_equal(record["ground_truth"]["keypoints"], item["keypoints"].numpy())
+
+
+def test_cli_tfpose_video_single_person(setup, tfpose, tmp_path, capsys):
+    from vidpose.data.frames import open_frames
+    from vidpose.inference.predictor import build_predictor
+
+    video = next((setup["root"] / "videos" / "val").glob("*.mp4"))
+    out = tmp_path / "video"
+    assert visualize("--checkpoint", tfpose["checkpoint"], "--video", video, "--frame", 2,
+                     "--out", out, "--steps", 4, "--animation", "none",
+                     "--joints", "left_wrist") == 0  # fmt: skip
+    # --steps is a sampler setting: the head records its own layers, and the CLI says so
+    assert "TFPoseHead records its own 3 steps" in capsys.readouterr().err
+    record = json.loads((out / "trajectory.json").read_text())
+    assert record["metadata"]["box_source"].startswith("single person")
+    # The same crop (the box the CLI chose) through the extraction predictor.
+    frames = open_frames(video)
+    predictor = build_predictor(tfpose["model"], tfpose["config"])
+    clip_frames = [frames[index] for index in record["metadata"]["clip_frames"]]
+    clip = predictor.crop_clips(clip_frames, np.array(record["metadata"]["box"])[None])[0]
+    with torch.no_grad():
+        direct = tfpose["model"].predict(clip[None], return_trajectory=True)
+    assert_same_layers(record, direct)
+
+
 def test_cli_refuses_a_model_without_sampling(setup, tmp_path, capsys):
     from vidpose.config import load_config, to_dict
     from vidpose.engine.checkpoint import Checkpoint, save_checkpoint
@@ -489,4 +746,7 @@ def test_cli_refuses_a_model_without_sampling(setup, tmp_path, capsys):
     )
     assert visualize("--checkpoint", path, "--dataset", setup["yaml"], "--index", 0,
                      "--set", "model.head=heatmap", "--out", tmp_path / "o") == 2  # fmt: skip
-    assert "no diffusion head" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    # one line, no traceback: the head has no steps to show
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert "HeatmapHead predicts in one pass" in error and "no iterative search" in error

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -38,6 +39,7 @@ def parameter_groups(
     layer_decay: float,
     backbone_prefix: str = "backbone.",
     num_blocks: int | None = None,
+    lr_multipliers: Mapping[str, float] | None = None,
 ) -> list[dict]:
     """AdamW parameter groups: one per (learning-rate scale, decay or not).
 
@@ -45,6 +47,10 @@ def parameter_groups(
         model: the whole estimator; parameters whose name starts with
             ``backbone_prefix`` get the layer-wise decay.
         num_blocks: ViT depth; found from the parameter names when None.
+        lr_multipliers: name fragment -> learning-rate multiplier for parameters after
+            the backbone whose name contains the fragment (the first that matches), e.g.
+            a head's ``lr_multipliers`` (Deformable DETR trains its sampling offsets at
+            0.1x).
 
     Returns:
         groups with ``params``, ``lr``, ``weight_decay`` and ``lr_scale`` (the
@@ -64,7 +70,8 @@ def parameter_groups(
             depth = backbone_layer_id(name, num_blocks)
             scale = layer_decay ** (num_blocks + 1 - depth)
         else:
-            scale = 1.0
+            matches = [value for key, value in (lr_multipliers or {}).items() if key in name]
+            scale = matches[0] if matches else 1.0
         decays = parameter.ndim > 1 and not _NO_DECAY_NAMES.search(name)
         group = groups.setdefault(
             (scale, decays),
@@ -81,8 +88,21 @@ def parameter_groups(
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, *, lr: float, weight_decay: float, layer_decay: float):
-    groups = parameter_groups(model, lr=lr, weight_decay=weight_decay, layer_decay=layer_decay)
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    layer_decay: float,
+    lr_multipliers: Mapping[str, float] | None = None,
+):
+    groups = parameter_groups(
+        model,
+        lr=lr,
+        weight_decay=weight_decay,
+        layer_decay=layer_decay,
+        lr_multipliers=lr_multipliers,
+    )
     for group in groups:
         group.pop("names")
     return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999))

@@ -239,6 +239,8 @@ def train(
         lr=train_cfg.lr,
         weight_decay=train_cfg.weight_decay,
         layer_decay=train_cfg.layer_decay,
+        # a head's own learning-rate multipliers (TFPose: its sampling offsets at 0.1x)
+        lr_multipliers=getattr(model.head, "lr_multipliers", None),
     )
     scheduler = build_scheduler(
         optimizer,

@@ -87,6 +87,7 @@ def _build_tfpose_head(cfg: Config, num_joints: int) -> nn.Module:
         init_reference=tfpose.init_reference,
         # the auxiliary heatmap branch trains on heatmaps: the head then has a codec
         codec=build_codec(cfg.data) if tfpose.aux_heatmap else None,
+        offset_lr=tfpose.offset_lr,
     )
 
 

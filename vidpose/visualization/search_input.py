@@ -24,8 +24,9 @@ import torch
 from vidpose.codecs.geometry import invert_affine
 from vidpose.data.skeleton import get_skeleton
 from vidpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vidpose.visualization.search import GroundTruth, SearchTrajectory, write_search_outputs
+from vidpose.visualization.search import write_search_outputs
 from vidpose.visualization.temporal_view import TemporalWeights
+from vidpose.visualization.trajectory import GroundTruth, SearchTrajectory
 
 if TYPE_CHECKING:
     from vidpose.config import Config

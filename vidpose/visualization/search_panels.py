@@ -1,21 +1,26 @@
-"""Panels, grids and animations of the search (what :mod:`vidpose.visualization.search`
-recorded), drawn with PIL; every function reads only the trajectory and the crop.
+"""Panels, grids and animations of the search (a recorded
+:class:`~vidpose.visualization.trajectory.SearchTrajectory`), drawn with PIL; every
+function reads only the trajectory and the crop.
 
-Coordinate frames (see also ``vidpose.visualization.search``):
+Coordinate frames (see also ``vidpose.visualization.trajectory``):
 
 - *input pixels*: pixels of the model input crop, H_in x W_in (pixel centres at
   integers, ``vidpose.codecs.geometry``); keypoints are stored in this frame.
 - *heatmap pixels*: x_h = x_in * f with the codec's factor f
   (``SearchTrajectory.input_to_heatmap``).
-- *mask cells*: the look-up masks of scale s are the heatmaps area-averaged to
-  h_s x w_s, so mask cell j covers heatmap pixels [j * H / h_s, (j + 1) * H / h_s).
+- *mask cells*: a mask of h_s x w_s cells divides a pixel grid of H x W
+  (``SearchTrajectory.mask_grid``) evenly, cell j covering grid pixels
+  [j * H / h_s, (j + 1) * H / h_s): the heatmap grid for the diffusion look-up masks
+  (the heatmaps area-averaged), the crop itself for attention maps on feature levels.
 - *panel pixels*: the crop drawn zoomed by z = panel size / input size;
   x_p = (x_in + 0.5) * z - 0.5 (pixel extents match).
 
-Grid layout (:func:`render_search_grid`): one row per sampling step, in sampling
-order; columns: the step's input x_t, the look-up masks at the three scales (coarse to
-fine), the x0 estimate with the decoded keypoints and arrows from the previous step's,
-the G hypotheses' keypoints and their spread, then one panel per joint.
+Grid layout (:func:`render_search_grid`): one row per step (a diffusion step, a decoder
+layer), in order; columns: the step's input x_t (diffusion), the masks at each scale
+(coarse to fine: where the step read the features), the keypoints (over the x0
+estimate, with heatmaps) with arrows from where the step started, the G hypotheses'
+keypoints and their spread (when there are hypotheses to compare), then one panel per
+joint. What a trajectory did not record gets no column.
 """
 
 from __future__ import annotations
@@ -24,16 +29,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vidpose.data.skeleton import Skeleton
 from vidpose.visualization.draw import draw_pose
-
-if TYPE_CHECKING:  # search.py imports this module; the types are only annotations here
-    from vidpose.visualization.search import GroundTruth, SearchTrajectory
+from vidpose.visualization.trajectory import GroundTruth, SearchTrajectory
 
 # Colours of the markers drawn over the panels (RGB).
 CONSENSUS_COLOUR = (0, 255, 255)  # the step's keypoint (decoded from the hypothesis mean)
@@ -44,10 +46,27 @@ BACKGROUND = (24, 24, 24)
 TEXT_COLOUR = (235, 235, 235)
 
 
-def summary_column_count(num_scales: int) -> int:
-    """Columns before the joint panels: x_t, one mask per look-up scale, keypoints,
-    hypotheses."""
-    return num_scales + 3
+def summary_column_count(
+    num_scales: int, *, input_column: bool = True, hypothesis_column: bool = True
+) -> int:
+    """Columns before the joint panels: x_t (with ``input_column``), one mask per
+    scale, keypoints, hypotheses (with ``hypothesis_column``)."""
+    return num_scales + 1 + int(input_column) + int(hypothesis_column)
+
+
+def shows_hypotheses(trajectory: SearchTrajectory) -> bool:
+    """Whether the hypotheses get a column and a curve: with several of them, or from a
+    sampler (x_t recorded: G is its setting, and G = 1 is shown as such). A
+    deterministic head's single hypothesis would only repeat the keypoints."""
+    return trajectory.num_hypotheses > 1 or trajectory.x_t is not None
+
+
+def mask_title(trajectory: SearchTrajectory, scale_name: str) -> str:
+    """The column title of one mask scale: "mask 1/16" for the diffusion look-up,
+    "looked at 1/16" for attention maps (where a decoder layer sampled)."""
+    if trajectory.mask_source == "attention":
+        return f"looked at {scale_name}"
+    return f"mask {scale_name}"
 
 
 # --------------------------------------------------------------------------- sampling maps
@@ -115,31 +134,34 @@ def resample_heatmaps(
 
 def resample_masks(
     masks: np.ndarray,
-    heatmap_size: tuple[int, int],
-    input_to_heatmap: tuple[float, float],
+    grid_size: tuple[int, int],
+    input_to_grid: tuple[float, float],
     input_size: tuple[int, int],
     panel: tuple[int, int],
 ) -> np.ndarray:
-    """Look-up masks drawn at panel resolution as blocks (nearest cell).
+    """Masks drawn at panel resolution as blocks (nearest cell).
 
-    Mask cell j of a map with h_s rows covers heatmap rows [j * H / h_s, (j + 1) * H / h_s)
-    (area averaging, ``vidpose.models.interaction.heatmap_masks``); the blocks show the
-    resolution the look-up really reads at.
+    Mask cell j of a map with h_s rows covers grid rows [j * H / h_s, (j + 1) * H / h_s)
+    (``SearchTrajectory.mask_grid``: the heatmaps a look-up mask area-averages,
+    ``vidpose.models.interaction.heatmap_masks``; the crop for a feature level's
+    attention map, with factor 1); the blocks show the resolution the step really
+    reads at.
 
     Args:
         masks: [..., h_s, w_s].
-        heatmap_size: (H, W) of the heatmaps the masks were pooled from.
-        input_to_heatmap, input_size, panel: as :func:`resample_heatmaps`.
+        grid_size: (H, W) of the grid the cells divide.
+        input_to_grid: (fx, fy) grid pixels per input pixel.
+        input_size, panel: as :func:`resample_heatmaps`.
 
     Returns:
         [..., height, width] float32.
     """
     cells_h, cells_w = masks.shape[-2:]
-    ys = panel_coordinates(panel[0], input_size[0]) * input_to_heatmap[1]
-    xs = panel_coordinates(panel[1], input_size[1]) * input_to_heatmap[0]
-    # Heatmap pixel centres are at integers: pixel i spans [i - 0.5, i + 0.5).
-    rows = np.clip(np.floor((ys + 0.5) * cells_h / heatmap_size[0]), 0, cells_h - 1).astype(int)
-    cols = np.clip(np.floor((xs + 0.5) * cells_w / heatmap_size[1]), 0, cells_w - 1).astype(int)
+    ys = panel_coordinates(panel[0], input_size[0]) * input_to_grid[1]
+    xs = panel_coordinates(panel[1], input_size[1]) * input_to_grid[0]
+    # Grid pixel centres are at integers: pixel i spans [i - 0.5, i + 0.5).
+    rows = np.clip(np.floor((ys + 0.5) * cells_h / grid_size[0]), 0, cells_h - 1).astype(int)
+    cols = np.clip(np.floor((xs + 0.5) * cells_w / grid_size[1]), 0, cells_w - 1).astype(int)
     return np.asarray(masks, dtype=np.float32)[..., rows, :][..., cols]
 
 
@@ -290,10 +312,10 @@ class PanelStyle:
 
 
 class StepPanels:
-    """Draws the panels of one sampling step (all functions of the trajectory only).
+    """Draws the panels of one step (all functions of the trajectory only).
 
     Args:
-        trajectory: what the sampler recorded.
+        trajectory: what the head recorded.
         crop: [H_in, W_in, 3] uint8 the key frame's crop (the model input, unnormalised).
         skeleton: limbs and joint names.
         style: panel sizes.
@@ -334,12 +356,15 @@ class StepPanels:
             Image.fromarray(crop).resize((width, height), Image.Resampling.BILINEAR)
         )
         self.palette = joint_palette(trajectory.num_joints)
+        self.starts = trajectory.step_starts()
         self.displacement = trajectory.displacement()
         self.spread = trajectory.spread()
         target = trajectory.target(ground_truth)
         self.mask_near = trajectory.mask_mass_near(target, trajectory.near_radius)
+        self.masks_recorded = trajectory.masks_recorded()
         self.has_target = np.isfinite(target).all(axis=1)
         self.scale_names = trajectory.scale_names()
+        self.hypothesis_column = shows_hypotheses(trajectory)
 
     # ------------------------------------------------------------------ helpers
 
@@ -364,6 +389,15 @@ class StepPanels:
             if self.ground_truth.visible[joint]:
                 _cross(draw, points[joint], self.style.marker + 1, GROUND_TRUTH_COLOUR)
 
+    def _draw_moves(self, draw: ImageDraw.ImageDraw, step: int, joints: Sequence[int]) -> None:
+        """White arrows from where each joint's keypoint started the step (the previous
+        step's, or the layer's reference) to where it ended; none without a start."""
+        starts = self._panel_points(self.starts[step])
+        ends = self._panel_points(self.trajectory.consensus_keypoints[step])
+        for joint in joints:
+            if np.isfinite(starts[joint]).all():
+                _arrow(draw, starts[joint], ends[joint], ARROW_COLOUR, self.style.line)
+
     # ------------------------------------------------------------------ panels
 
     def input_panel(self, step: int) -> np.ndarray:
@@ -373,17 +407,17 @@ class StepPanels:
         return self._finish(overlay(self.background, values), "")
 
     def mask_panel(self, step: int, scale: int) -> np.ndarray:
-        """Where the look-up reads at ``scale``: each joint's mask (hypothesis mean)
-        scaled to peak 1, max over joints; caption: the mean share of the masks within
-        ``near_radius`` of the target (ground truth, else the final keypoints)."""
+        """Where the step read at ``scale``: each joint's mask (hypothesis mean) scaled
+        to peak 1, max over joints; caption: the mean share of the masks within
+        ``near_radius`` of the target (ground truth, else the final keypoints). A step
+        that recorded no masks (TFPose's coarse layer) shows the dimmed crop, "none"."""
+        if not self.masks_recorded[step]:
+            return self._finish(dimmed(self.background), "none")
         masks = self.trajectory.masks[scale][step].mean(axis=0)  # [K, h_s, w_s]
         values = _combined(masks[self.joints])
+        grid_size, input_to_grid = self.trajectory.mask_grid
         drawn = resample_masks(
-            values,
-            self.trajectory.heatmap_size,
-            self.trajectory.input_to_heatmap,
-            self.trajectory.input_size,
-            self.style.panel,
+            values, grid_size, input_to_grid, self.trajectory.input_size, self.style.panel
         )
         joints = [joint for joint in self.joints if self.has_target[joint]]
         near = self.mask_near[step, scale, joints]
@@ -391,21 +425,21 @@ class StepPanels:
         return self._finish(overlay(self.background, drawn, cmap="viridis"), caption)
 
     def keypoint_panel(self, step: int) -> np.ndarray:
-        """The x0 estimate (hypothesis mean, each joint scaled to peak 1, max over joints)
-        with the decoded pose and, from the second step on, arrows from the previous
-        step's keypoints; caption: mean move."""
-        heat = np.clip(self.trajectory.heatmaps[step], 0, 1).mean(axis=0)
-        # Scaled per joint: where each joint is matters here; how sure the model is
-        # shows in the joint panels' captions and the curves.
-        combined = _combined(heat[self.joints])
-        image = Image.fromarray(overlay(self.background, self._heat(combined)))
+        """The step's pose (the consensus keypoints) with white arrows from where each
+        joint started the step (the previous step's keypoint, or the layer's
+        reference), over the x0 estimate when there are heatmaps (hypothesis mean, each
+        joint scaled to peak 1, max over joints); caption: mean move."""
+        if self.trajectory.heatmaps is not None:
+            heat = np.clip(self.trajectory.heatmaps[step], 0, 1).mean(axis=0)
+            # Scaled per joint: where each joint is matters here; how sure the model is
+            # shows in the joint panels' captions and the curves.
+            combined = _combined(heat[self.joints])
+            image = Image.fromarray(overlay(self.background, self._heat(combined)))
+        else:
+            image = Image.fromarray(dimmed(self.background))
         points = self._panel_points(self.trajectory.consensus_keypoints[step])
-        if step > 0:
-            # Arrows first: the joints drawn over them keep the arrow tips from hiding them.
-            draw = ImageDraw.Draw(image)
-            previous = self._panel_points(self.trajectory.consensus_keypoints[step - 1])
-            for joint in self.joints:
-                _arrow(draw, previous[joint], points[joint], ARROW_COLOUR, self.style.line)
+        # Arrows first: the joints drawn over them keep the arrow tips from hiding them.
+        self._draw_moves(ImageDraw.Draw(image), step, self.joints)
         shown = np.zeros(self.trajectory.num_joints, dtype=bool)
         shown[self.joints] = True
         pixels = draw_pose(
@@ -419,7 +453,7 @@ class StepPanels:
         image = Image.fromarray(pixels)
         self._draw_ground_truth(ImageDraw.Draw(image), self.joints)
         moved = self.displacement[step, self.joints]
-        caption = "" if step == 0 else f"moved {np.nanmean(moved):.1f}px"
+        caption = f"moved {np.nanmean(moved):.1f}px" if np.isfinite(moved).any() else ""
         return self._finish(np.asarray(image), caption)
 
     def hypothesis_panel(self, step: int) -> np.ndarray:
@@ -450,35 +484,46 @@ class StepPanels:
         return self._finish(np.asarray(image), caption)
 
     def joint_panel(self, step: int, joint: int) -> np.ndarray:
-        """One joint: its x0 heatmap (hypothesis mean, scaled to peak 1), the hypotheses'
-        keypoints (white dots) and the consensus keypoint (cyan); caption: the peak value
-        before scaling (the consensus score)."""
-        heat = np.clip(self.trajectory.heatmaps[step, :, joint], 0, 1).mean(axis=0)
-        heat = heat / max(float(heat.max()), 1e-6)
-        image = Image.fromarray(overlay(self.background, self._heat(heat)))
+        """One joint: its x0 heatmap when there are heatmaps (hypothesis mean, scaled to
+        peak 1; else the dimmed crop and the arrow from where the joint started the
+        step), the hypotheses' keypoints (white dots) and the consensus keypoint
+        (cyan); caption: the consensus score (with heatmaps: the peak before scaling)."""
+        heatmaps = self.trajectory.heatmaps
+        if heatmaps is not None:
+            heat = np.clip(heatmaps[step, :, joint], 0, 1).mean(axis=0)
+            heat = heat / max(float(heat.max()), 1e-6)
+            image = Image.fromarray(overlay(self.background, self._heat(heat)))
+        else:
+            image = Image.fromarray(dimmed(self.background))
         draw = ImageDraw.Draw(image)
+        if heatmaps is None:
+            self._draw_moves(draw, step, [joint])
         for point in self._panel_points(self.trajectory.keypoints[step, :, joint]):
             _marker(draw, point, max(1.0, self.style.marker * 0.6), HYPOTHESIS_COLOUR)
         self._draw_ground_truth(draw, [joint])
         centre = self._panel_points(self.trajectory.consensus_keypoints[step, joint])
         _marker(draw, centre, self.style.marker, CONSENSUS_COLOUR, outline=(0, 0, 0))
         score = self.trajectory.consensus_scores[step, joint]
-        return self._finish(np.asarray(image), f"max {score:.2f}")
+        caption = f"max {score:.2f}" if heatmaps is not None else f"score {score:.2f}"
+        return self._finish(np.asarray(image), caption)
 
     def summary_panels(self, step: int) -> list[np.ndarray]:
-        """x_t, the masks coarse to fine, the keypoints, the hypotheses."""
-        masks = [self.mask_panel(step, scale) for scale in range(len(self.trajectory.masks))]
-        return [
-            self.input_panel(step),
-            *masks,
-            self.keypoint_panel(step),
-            self.hypothesis_panel(step),
-        ]
+        """x_t (diffusion), the masks coarse to fine, the keypoints, the hypotheses
+        (:func:`shows_hypotheses`)."""
+        panels = [] if self.trajectory.x_t is None else [self.input_panel(step)]
+        panels += [self.mask_panel(step, scale) for scale in range(len(self.trajectory.masks))]
+        panels.append(self.keypoint_panel(step))
+        if self.hypothesis_column:
+            panels.append(self.hypothesis_panel(step))
+        return panels
 
     def column_titles(self, joint_panels: Sequence[int] = ()) -> list[str]:
         """Titles of the summary columns, then of the ``joint_panels``."""
-        titles = ["input x_t", *(f"mask {name}" for name in self.scale_names)]
-        titles += ["x0, keypoints", f"{self.trajectory.num_hypotheses} hypotheses"]
+        titles = [] if self.trajectory.x_t is None else ["input x_t"]
+        titles += [mask_title(self.trajectory, name) for name in self.scale_names]
+        titles.append("x0, keypoints" if self.trajectory.heatmaps is not None else "keypoints")
+        if self.hypothesis_column:
+            titles.append(f"{self.trajectory.num_hypotheses} hypotheses")
         return titles + [short_joint_name(self.skeleton.joint_names[j]) for j in joint_panels]
 
 
@@ -490,7 +535,7 @@ class GridLayout:
     """Where the panels of a grid image are.
 
     Attributes:
-        rows, columns: panel counts (rows = sampling steps).
+        rows, columns: panel counts (rows = steps).
         panel: (height, width) of a panel.
         header: height of the title band above the first row.
         label_width: width of the step labels left of the first column.
@@ -559,7 +604,11 @@ def _assemble(
 
 
 def step_label(trajectory: SearchTrajectory, step: int) -> str:
-    """ "step 2/5\\nt 799->599" (t_prev -1 is the data)."""
+    """The row label: a diffusion step by its time steps, "step 2/5\\nt 799->599" (t_prev
+    -1 is the data); any other step by the head's label, a parenthesis on a line of its
+    own ("layer 0\\n(coarse)", "layer 3")."""
+    if trajectory.t is None:
+        return trajectory.labels[step].replace(" (", "\n(")
     t_prev = trajectory.t_prev[step]
     target = "x0" if t_prev < 0 else str(t_prev)
     return f"step {step + 1}/{trajectory.num_steps}\nt {trajectory.t[step]}->{target}"
@@ -578,7 +627,7 @@ def render_search_grid(
     """All steps as one image: a row per step, the summary panels then one per joint.
 
     Args:
-        trajectory: what the sampler recorded.
+        trajectory: what the head recorded.
         crop: [H_in, W_in, 3] uint8 the key frame's crop.
         skeleton: limbs and names.
         joints: the joints drawn in the summary panels (default: the scored joints).

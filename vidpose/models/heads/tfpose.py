@@ -280,6 +280,10 @@ class TFPoseHead(nn.Module):
         codec: the heatmap codec of the auxiliary heatmap branch (TFPose); None: no
             branch. Its heatmap grid must be the finest pyramid level's.
         levels: L, the number of pyramid levels.
+        offset_lr: learning-rate multiplier of the deformable attentions' sampling
+            offsets and of the layers that make the first reference points
+            (``lr_multipliers``, read by the trainer's optimiser; Deformable DETR and
+            Poseur use 0.1).
     """
 
     def __init__(
@@ -297,6 +301,7 @@ class TFPoseHead(nn.Module):
         init_reference: InitReference,
         codec: HeatmapCodec | None = None,
         levels: int = 3,
+        offset_lr: float = 1.0,
     ) -> None:
         super().__init__()
         if init_reference not in _INIT_REFERENCES:
@@ -324,6 +329,12 @@ class TFPoseHead(nn.Module):
         self.levels = levels
         self.init_reference = init_reference
         self.codec = codec
+        # name fragment -> learning-rate multiplier (vidpose.engine.optim.parameter_groups)
+        self.lr_multipliers = {
+            "sampling_offsets": offset_lr,
+            "reference_logits": offset_lr,
+            "coarse.points": offset_lr,
+        }
         self.loss_names: tuple[str, ...] = ("keypoint", "sigma")
         if codec is not None:
             self.loss_names += ("aux_heatmap",)
