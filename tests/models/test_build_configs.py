@@ -23,8 +23,10 @@ def test_the_expected_configs_exist():
     for dataset in ("posetrack17", "posetrack18", "posetrack21", "coco"):
         for size in "sblh":
             assert f"{dataset}_vit_{size}" in names
+            assert f"{dataset}_vit_{size}_tfpose" in names
     assert {
-        "synthetic_tiny", "synthetic_tiny_baseline", "synthetic_tiny_temporal_baseline"
+        "synthetic_tiny", "synthetic_tiny_baseline", "synthetic_tiny_temporal_baseline",
+        "synthetic_tiny_tfpose",
     } <= names  # fmt: skip
 
 
@@ -68,6 +70,22 @@ def test_paper_scale_configs_match_the_paper_setting():
         model = build_model(cfg)
     assert model.backbone.embed_dim == 1280 and len(model.backbone.vit.blocks) == 32
     assert model.backbone.grid_size == (16, 12)
+
+
+def test_tfpose_paper_scale_configs_follow_tfpose():
+    cfg = load_config(CONFIG_DIR / "posetrack21_vit_b_tfpose.yaml")
+    tfpose = cfg.model.tfpose
+    assert cfg.model.head == "tfpose" and cfg.model.decoder_dim == 256
+    assert (tfpose.encoder_layers, tfpose.decoder_layers, tfpose.heads, tfpose.points) == (
+        6, 6, 8, 4
+    )  # fmt: skip
+    assert tfpose.aux_heatmap and cfg.loss.aux_heatmap == 50.0 and cfg.loss.keypoint == 1.0
+    assert cfg.train.weight_decay == 1e-4 and cfg.train.lr_schedule == "cosine"
+    assert tfpose.offset_lr == 0.1
+    # the backbone is the diffusion config's of the same size
+    same = load_config(CONFIG_DIR / "posetrack21_vit_b.yaml").model.backbone
+    assert cfg.model.backbone == same
+    assert load_config(CONFIG_DIR / "coco_vit_b_tfpose.yaml").train.lr_schedule == "cosine"
 
 
 @pytest.mark.parametrize("path", TINY_CONFIGS, ids=lambda p: p.stem)
