@@ -75,9 +75,7 @@ def test_every_head_answers_with_the_contract(micro_config, head, frames):
 
 
 @pytest.mark.parametrize("head", list(HEADS))
-def test_a_head_trained_on_crop_pixel_targets_answers_in_crop_pixels(
-    micro_config, head, frames
-):
+def test_a_head_trained_on_crop_pixel_targets_answers_in_crop_pixels(micro_config, head, frames):
     """Fit one fixed pose given in input-crop pixels; the answer lands on it. A head that
     mixed up frames (heatmap pixels, crop fractions, a half-pixel convention) would
     answer in the wrong place by a factor or an offset."""
