@@ -159,6 +159,23 @@ class HeatmapCodec:
         heatmaps = gauss_y[:, :, None] * gauss_x[:, None, :] * inside[:, None, None]
         return heatmaps.astype(np.float32), inside.astype(np.float32)
 
+    # The training targets this codec makes (besides the keypoints and weights every
+    # sample has): the names of ``targets``'s dict, which the heads' losses read.
+    target_names = ("heatmaps",)
+
+    def targets(self, keypoints: npt.ArrayLike, visible: npt.ArrayLike) -> dict[str, np.ndarray]:
+        """The named training targets of one person (the dataset's interface to a codec).
+
+        Args:
+            keypoints: [K, 2] x, y in input pixels.
+            visible: [K] bool, annotated joints.
+
+        Returns:
+            {"heatmaps": [K, h, w] float32, "target_weight": [K] float32} (:meth:`encode`).
+        """
+        heatmaps, weights = self.encode(keypoints, visible)
+        return {"heatmaps": heatmaps, "target_weight": weights}
+
     # ------------------------------------------------------------------ decode
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,7 +83,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     A sample is a dict:
         frames: [T, 3, H, W] float32, ImageNet-normalised RGB crops.
-        heatmaps: [K, H/s, W/s] float32 target heatmaps (codec grid); only with a codec.
+        heatmaps: [K, H/s, W/s] float32 target heatmaps (codec grid); only with a codec
+            (in general: the codec's ``target_names``, made by ``codec.targets``).
         target_weight: [K] float32, 1 for annotated joints inside the crop.
         keypoints: [K, 2] float32 target joints in input-crop pixels (after any flip,
             left/right swapped).
@@ -189,6 +190,13 @@ class ClipDataset(torch.utils.data.Dataset):
             f"T={len(self.frame_offsets)}, input={self.input_size}, root={str(self.root)!r})"
         )
 
+    @property
+    def target_keys(self) -> tuple[str, ...]:
+        """The sample keys that are training targets (``vidpose.models.heads.contract``):
+        keypoints and weights always, and the codec's named targets when there is one."""
+        names = self.codec.target_names if self.codec is not None else ()
+        return ("keypoints", "target_weight", *names)
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch`` (seen by DataLoader workers too)."""
         self._epoch[0] = int(epoch)
@@ -261,14 +269,15 @@ class ClipDataset(torch.utils.data.Dataset):
             crop.box if crop.box is not None else center_scale_to_box(crop.center, crop.scale)
         )
         sample: dict[str, Any] = {"frames": torch.from_numpy(prepare_frames(crops, jitter))}
+        weights = inside_crop(crop_keypoints, crop_visible, self.input_size)
         if self.codec is not None:
-            heatmaps, weights = self.codec.encode(crop_keypoints, crop_visible)
-            sample["heatmaps"] = torch.from_numpy(heatmaps)
-        else:
-            weights = inside_crop(crop_keypoints, crop_visible, self.input_size)
+            # the codec's named targets (heatmaps, offsets, ...) and its joint weights
+            targets = self.codec.targets(crop_keypoints, crop_visible)
+            weights = targets.pop("target_weight", weights)
+            sample.update({name: torch.from_numpy(value) for name, value in targets.items()})
         sample.update(
             {
-                "target_weight": torch.from_numpy(weights.astype(np.float32)),
+                "target_weight": torch.from_numpy(np.asarray(weights, dtype=np.float32)),
                 "keypoints": torch.from_numpy(crop_keypoints.astype(np.float32)),
                 "affine": torch.from_numpy(affine.astype(np.float32)),
                 "inverse_affine": torch.from_numpy(invert_affine(affine).astype(np.float32)),

@@ -41,8 +41,6 @@ from vidpose.engine.optim import build_optimizer, build_scheduler
 
 LATEST = "latest.safetensors"
 BEST = "best.safetensors"
-# what a batch gives the head and the criterion (vidpose.models.heads.contract)
-TARGET_KEYS = ("keypoints", "target_weight", "heatmaps")
 
 
 class TrainingDiverged(RuntimeError):
@@ -322,9 +320,8 @@ def train(
             tick = time.perf_counter()
             for batch in loader:
                 frames = batch["frames"].to(context.device, non_blocking=True)
-                targets = {
-                    key: batch[key].to(context.device) for key in TARGET_KEYS if key in batch
-                }
+                # the head's training targets (vidpose.models.heads.contract)
+                targets = {key: batch[key].to(context.device) for key in dataset.target_keys}
                 seeds = sample_seeds(train_cfg.seed, epoch, batch["index"])
                 with autocast:
                     outputs = trained(frames, targets=targets, sample_seeds=seeds)

@@ -212,7 +212,9 @@ class CoarseRegression(nn.Module):
         """[B, D, h, w] -> (points [B, K, 2], scales [B, K, 2])."""
         pooled = features.mean(dim=(-2, -1))  # [B, D]
         shape = (features.shape[0], self.num_joints, 2)
-        return self.points(pooled).sigmoid().view(shape), self.scales(pooled.detach()).sigmoid().view(shape)
+        return self.points(pooled).sigmoid().view(shape), self.scales(
+            pooled.detach()
+        ).sigmoid().view(shape)
 
 
 class AuxiliaryHeatmaps(nn.Module):
