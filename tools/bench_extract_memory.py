@@ -37,7 +37,7 @@ def render_videos(
     import numpy as np
 
     from vidpose.data.synthetic import make_scene
-    from vidpose.visualization.video import VideoWriter
+    from vidpose.data.video_writer import VideoWriter
 
     scene = make_scene(
         np.random.default_rng(0), frames=frames, persons=persons, size=size, occlusion=0.3

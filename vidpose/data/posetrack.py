@@ -28,6 +28,11 @@ What the readers decide (all documented defaults, nothing dropped):
   when numbers are skipped, the missing frames are added as unlabeled frames (image
   path and id continue the numbering) and a warning is logged, so that clip
   neighbours stay true neighbours.
+
+Over 600 lines on purpose: the PoseTrack17 and PoseTrack18/21 readers share how a
+file's frames are listed and assembled into videos (``_ListedFrame``,
+``_assemble_video``, at the end), and :func:`read_dataset` dispatches to both, so the
+PoseTrack17 reader could only leave together with a third module for what they share.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from vidpose.data.coco import read_coco
 from vidpose.data.json_fields import (
     AnnotationError,
     FieldReader,
@@ -105,8 +111,6 @@ def read_dataset(
     if format == "posetrack17":
         return read_posetrack17(root, annotations)
     if format == "coco":
-        from vidpose.data.coco import read_coco  # coco imports this module
-
         return read_coco(root, annotations)
     raise ValueError(f"unknown dataset format {format!r}; expected one of: {', '.join(FORMATS)}")
 

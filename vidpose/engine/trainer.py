@@ -21,14 +21,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from vidpose.config import Config, from_dict, save_config, to_dict
-from vidpose.engine.checkpoint import (
+from vidpose.checkpoint import (
     Checkpoint,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
+from vidpose.config import Config, from_dict, save_config, to_dict
 from vidpose.engine.distributed import (
     DistributedContext,
     all_reduce_mean,

@@ -6,6 +6,10 @@ The pipeline for one video (DESIGN.md section 4)::
         -> clips at the model's frame offsets -> VideoPosePredictor -> keypoints, scores
         -> PoseTracker (IoU + OKS) -> track ids -> writers
 
+This module runs that loop; which videos a run takes and what they are called is
+``vidpose.inference.inputs``, the writers are ``vidpose.inference.outputs``. The
+names a caller needs (the CLI, scripts) are all importable from here (``__all__``).
+
 Streaming. Frames are read one at a time into a :class:`FrameRing` of
 ``max(offsets) - min(offsets) + 1`` frames, so memory does not grow with the video.
 With future offsets (e.g. +1), frame t is finished only once frame t + max(offsets)
@@ -27,7 +31,7 @@ a folder of images):
   person and frame with ``track_id``, ``keypoints`` (51 numbers), ``scores`` (17),
   ``bbox``; ``categories``). Written atomically: at the end, when the run stops on an
   error, and every ``save_every`` frames on the way (less often for long videos, see
-  ``_JsonOutput``); a partial file lists only the finished frames.
+  ``vidpose.inference.outputs.JsonOutput``); a partial file lists only the finished frames.
 - ``<name>.csv``: one row per joint, ``video,frame,track,joint,x,y,score,uncertainty``,
   flushed after every frame (``uncertainty``: the model's per-joint expected error in
   frame pixels, e.g. the spread of a diffusion head's hypotheses; empty for heads
@@ -46,7 +50,6 @@ are partial, and the video is processed from its first frame again on the next r
 
 from __future__ import annotations
 
-import csv
 import itertools
 import os
 import time
@@ -54,111 +57,34 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from vidpose.data.frames import IMAGE_SUFFIXES, FrameReadError, open_frames
+from vidpose.data.frames import FrameReadError, open_frames
 from vidpose.data.json_fields import write_json_atomic
-from vidpose.data.skeleton import Skeleton
-from vidpose.evaluation.writers import (
-    PredictedPerson,
-    posetrack_images,
-    write_posetrack_predictions,
+from vidpose.inference.inputs import (
+    collect_videos,
+    parse_shard,
+    select_shard,
+    video_fps,
+    video_name,
+)
+from vidpose.inference.outputs import (
+    CsvOutput,
+    FrameResult,
+    JsonOutput,
+    OverlayOutput,
+    output_paths,
 )
 from vidpose.inference.person_boxes import PersonBoxSource
 from vidpose.inference.predictor import VideoPosePredictor
 from vidpose.inference.tracker import PoseTracker
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".wmv")
-
-# Frames per second assumed for the overlay of a folder of images (no rate is stored).
-DEFAULT_FPS = 25.0
-
 
 class ExtractionError(RuntimeError):
     """Processing a frame failed; the message names the video file and the frame."""
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def collect_videos(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """The videos named by files and folders, sorted by path, without repeats.
-
-    A file is a video (or a single image). A folder contributes its video files
-    (suffixes in ``VIDEO_SUFFIXES``, not recursive); a folder without videos but with
-    images is one video whose frames are its images in name order (the PoseTrack
-    ``images/val/<video>/`` layout).
-
-    Raises:
-        FileNotFoundError: an input does not exist, or a folder holds neither videos
-            nor images.
-    """
-    found: set[Path] = set()
-    for item in inputs:
-        path = Path(item)
-        if path.is_file():
-            found.add(path)
-        elif path.is_dir():
-            entries = sorted(path.iterdir())
-            videos = [p for p in entries if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES]
-            if videos:
-                found.update(videos)
-            elif any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
-                found.add(path)
-            else:
-                raise FileNotFoundError(
-                    f"{path}: folder holds no videos ({', '.join(VIDEO_SUFFIXES)}) and no images"
-                )
-        else:
-            raise FileNotFoundError(f"{path}: no such video file or folder")
-    return sorted(found, key=lambda p: str(p))
-
-
-def video_name(path: str | os.PathLike) -> str:
-    """The name outputs are given: a video file's stem, or an image folder's name."""
-    path = Path(path)
-    return path.name if path.is_dir() else path.stem
-
-
-def select_shard(videos: Sequence[Path], index: int, count: int) -> list[Path]:
-    """Every ``count``-th video starting at ``index``, of the videos sorted by path.
-
-    Deterministic, so N processes (or machines) given the same inputs and shards
-    0/N ... N-1/N split them without overlap and without talking to each other.
-    """
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"shard {index}/{count}: expected 0 <= index < count")
-    return sorted(videos, key=lambda p: str(p))[index::count]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> (I, N) with 0 <= I < N."""
-    try:
-        index_text, count_text = text.split("/")
-        index, count = int(index_text), int(count_text)
-    except ValueError:
-        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
-    if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard {text!r}: expected 0 <= I < N")
-    return index, count
-
-
-def video_fps(path: str | os.PathLike) -> float:
-    """Frame rate of a video file (PyAV's average rate), DEFAULT_FPS when unknown."""
-    path = Path(path)
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
-        return DEFAULT_FPS
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            rate = container.streams.video[0].average_rate
-    except Exception:  # unreadable: the frame reader reports it with the frame index
-        return DEFAULT_FPS
-    return float(rate) if rate else DEFAULT_FPS
 
 
 # --------------------------------------------------------------------------- streaming
@@ -219,35 +145,7 @@ def clip_frame_indices(key: int, offsets: Sequence[int], last: int) -> list[int]
     return [min(max(key + offset, 0), last) for offset in offsets]
 
 
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class FrameResult:
-    """The people of one finished frame (P people, K joints).
-
-    Attributes:
-        frame_index: 0-based frame number.
-        boxes: [P, 4] x, y, w, h person boxes used (frame pixels).
-        box_scores: [P] box (detection) scores.
-        keypoints: [P, K, 2] x, y, frame pixels.
-        scores: [P, K] joint confidences.
-        track_ids: [P] int64 track ids, unique within the frame.
-        uncertainty: [P, K] per-joint uncertainty in frame pixels, or None (the head
-            has none).
-    """
-
-    frame_index: int
-    boxes: np.ndarray
-    box_scores: np.ndarray
-    keypoints: np.ndarray
-    scores: np.ndarray
-    track_ids: np.ndarray
-    uncertainty: np.ndarray | None = None
-
-    @property
-    def num_people(self) -> int:
-        return len(self.track_ids)
+# --------------------------------------------------------------------------- settings and report
 
 
 @dataclass
@@ -259,7 +157,8 @@ class ExtractOptions:
         track: match people across frames with PoseTracker; False gives each frame's
             people ids 0..P-1 in box order (single-person mode: always id 0).
         max_frames: stop after this many frames of each video (None: all).
-        save_every: frames between periodic saves of the JSON (see ``_JsonOutput``).
+        save_every: frames between periodic saves of the JSON (see
+            ``vidpose.inference.outputs.JsonOutput``).
         save_time_share: the periodic saves of a long video are spaced out so that they
             take at most about this share of the run's time; None: every ``save_every``.
         overwrite: process videos that have a ``.done`` marker again.
@@ -331,219 +230,7 @@ class ExtractionReport:
         return not self.failures
 
 
-# --------------------------------------------------------------------------- writers
-
-
-class _PersonRows:
-    """Every person of every finished frame, packed in arrays that grow by doubling:
-    about 230 bytes per person (float32), not a Python object per value, so a long
-    video's results stay small next to the model."""
-
-    def __init__(self, joints: int) -> None:
-        self.count = 0
-        self.frame = np.zeros(0, np.int32)
-        self.track = np.zeros(0, np.int64)
-        self.boxes = np.zeros((0, 4), np.float32)
-        self.box_scores = np.zeros(0, np.float32)
-        self.keypoints = np.zeros((0, joints, 2), np.float32)
-        self.scores = np.zeros((0, joints), np.float32)
-        self.uncertainty = np.zeros((0, joints), np.float32)  # NaN: the head has none
-
-    def append(self, result: FrameResult) -> None:
-        needed = self.count + result.num_people
-        if needed > len(self.frame):
-            capacity = max(needed, 2 * len(self.frame), 64)
-            fields = ("frame", "track", "boxes", "box_scores", "keypoints", "scores", "uncertainty")
-            for field_name in fields:
-                old = getattr(self, field_name)
-                grown = np.zeros((capacity, *old.shape[1:]), old.dtype)
-                grown[: self.count] = old[: self.count]
-                setattr(self, field_name, grown)
-        rows = slice(self.count, needed)
-        self.frame[rows] = result.frame_index
-        self.track[rows] = result.track_ids
-        self.boxes[rows] = result.boxes
-        self.box_scores[rows] = result.box_scores
-        self.keypoints[rows] = result.keypoints
-        self.scores[rows] = result.scores
-        self.uncertainty[rows] = np.nan if result.uncertainty is None else result.uncertainty
-        self.count = needed
-
-
-class _JsonOutput:
-    """The PoseTrack prediction file of one video, kept as compact arrays and rewritten
-    atomically through ``vidpose.evaluation.writers.write_posetrack_predictions``.
-
-    Periodic saves rewrite the whole file, which grows with the video; to keep their
-    total cost a bounded share of the run on long videos, a save happens when at least
-    ``save_every`` frames were finished since the last one *and* the time since the last
-    save is at least its duration divided by ``time_share`` (0.1: ten times as long).
-    ``time_share`` None saves every ``save_every`` frames whatever it costs. A partial
-    file lists only the finished frames in ``images`` (each with ``nframes`` the video's
-    length when known).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        name: str,
-        skeleton: Skeleton,
-        file_names: Callable[[int], str],
-        num_frames: int | None,
-        save_every: int,
-        time_share: float | None,
-        boxes_note: str,
-    ) -> None:
-        self.path = path
-        self.name = name
-        self.skeleton = skeleton
-        self.file_names = file_names
-        self.num_frames = num_frames
-        self.save_every = max(1, save_every)
-        self.time_share = time_share
-        self.boxes_note = boxes_note
-        self.people = _PersonRows(skeleton.num_joints)
-        self.finished = 0  # frames 0 .. finished - 1 are done
-        self._saved_frames = 0
-        self._last_save_end = time.monotonic()
-        self._last_save_seconds = 0.0
-
-    def add(self, result: FrameResult) -> None:
-        if result.frame_index != self.finished:
-            raise ValueError(f"frame {result.frame_index} finished after frame {self.finished - 1}")
-        self.people.append(result)
-        self.finished += 1
-        due = self.finished - self._saved_frames >= self.save_every
-        since = time.monotonic() - self._last_save_end
-        cheap = self.time_share is None or since * self.time_share >= self._last_save_seconds
-        if due and cheap:
-            self.save(complete=False)
-
-    def images(self, total: int) -> list[dict[str, Any]]:
-        """``images`` entries of frames 0..total-1: PoseTrack ids for PoseTrack-named
-        videos (so the file pairs with the ground truth), frame numbers otherwise."""
-        try:
-            images = posetrack_images(self.name, total)
-        except ValueError:  # not a PoseTrack name, or too many frames for its id scheme
-            images = [{"id": index, "frame_id": index, "nframes": total} for index in range(total)]
-        for index, image in enumerate(images):
-            image["file_name"] = self.file_names(index)
-        return images
-
-    def save(self, *, complete: bool) -> None:
-        finished = self.finished
-        total = finished if complete or self.num_frames is None else self.num_frames
-        images = self.images(max(total, finished))[:finished]
-        people = self.people
-        predictions: dict[int, list[PredictedPerson]] = {}
-        for row in range(people.count):
-            image_id = images[people.frame[row]]["id"]
-            predictions.setdefault(image_id, []).append(
-                PredictedPerson(
-                    keypoints=people.keypoints[row],
-                    scores=people.scores[row],
-                    track_id=int(people.track[row]),
-                    bbox=people.boxes[row],
-                    score=float(people.box_scores[row]),
-                    uncertainty=(
-                        people.uncertainty[row]
-                        if np.isfinite(people.uncertainty[row]).any()
-                        else None
-                    ),
-                )
-            )
-        start = time.monotonic()
-        write_posetrack_predictions(
-            self.path, images, predictions, skeleton=self.skeleton, boxes=self.boxes_note
-        )
-        self._saved_frames = finished
-        self._last_save_end = time.monotonic()
-        self._last_save_seconds = self._last_save_end - start
-
-
-class _CsvOutput:
-    """``video,frame,track,joint,x,y,score,uncertainty`` rows, flushed after every frame
-    (uncertainty empty when the head has none)."""
-
-    HEADER = ("video", "frame", "track", "joint", "x", "y", "score", "uncertainty")
-
-    def __init__(self, path: Path, *, name: str, skeleton: Skeleton) -> None:
-        self.path = path
-        self.name = name
-        self.joint_names = skeleton.joint_names
-        self._handle: TextIO = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._writer = csv.writer(self._handle)
-        self._writer.writerow(self.HEADER)
-
-    def add(self, result: FrameResult) -> None:
-        for person in range(result.num_people):
-            track = int(result.track_ids[person])
-            for joint, joint_name in enumerate(self.joint_names):
-                x, y = result.keypoints[person, joint]
-                uncertainty = (
-                    "" if result.uncertainty is None else f"{result.uncertainty[person, joint]:.2f}"
-                )
-                self._writer.writerow(
-                    (
-                        self.name,
-                        result.frame_index,
-                        track,
-                        joint_name,
-                        f"{x:.2f}",
-                        f"{y:.2f}",
-                        f"{result.scores[person, joint]:.4f}",
-                        uncertainty,
-                    )
-                )
-        self._handle.flush()
-
-    def close(self) -> None:
-        self._handle.close()
-
-
-class _OverlayOutput:
-    """The overlay video: every frame with its people's skeletons, boxes and ids."""
-
-    def __init__(self, path: Path, *, fps: float, skeleton: Skeleton, threshold: float) -> None:
-        from vidpose.visualization.video import VideoWriter
-
-        # x264's "veryfast" preset: the overlay is a preview, and "medium" made writing
-        # it the largest cost after the model at 1280x720 (docs/benchmarks.md, section a)
-        self.writer = VideoWriter(path, fps=fps, preset="veryfast")
-        self.skeleton = skeleton
-        self.threshold = threshold
-
-    def add(self, result: FrameResult, frame: np.ndarray) -> None:
-        from vidpose.visualization.draw import draw_pose
-
-        canvas = frame
-        for person in range(result.num_people):
-            canvas = draw_pose(
-                canvas,
-                result.keypoints[person],
-                result.scores[person],
-                self.skeleton,
-                int(result.track_ids[person]),
-                threshold=self.threshold,
-                box=result.boxes[person],
-            )
-        self.writer.write(canvas)
-
-    def close(self) -> None:
-        self.writer.close()
-
-    def abort(self) -> None:
-        self.writer.abort()
-
-
 # --------------------------------------------------------------------------- one video
-
-
-def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
-    """Where the outputs of video ``name`` go: keys json, csv, mp4, done."""
-    out_dir = Path(out_dir)
-    return {suffix: out_dir / f"{name}.{suffix}" for suffix in ("json", "csv", "mp4", "done")}
 
 
 def extract_video(
@@ -598,7 +285,7 @@ def extract_video(
     if tracker is None and options.track:
         tracker = PoseTracker(sigmas=np.asarray(predictor.skeleton.sigmas))
 
-    json_output = _JsonOutput(
+    json_output = JsonOutput(
         paths["json"],
         name=name,
         skeleton=predictor.skeleton,
@@ -608,10 +295,10 @@ def extract_video(
         time_share=options.save_time_share,
         boxes_note=options.boxes_note,
     )
-    csv_output = _CsvOutput(paths["csv"], name=name, skeleton=predictor.skeleton)
+    csv_output = CsvOutput(paths["csv"], name=name, skeleton=predictor.skeleton)
     overlay = None
     if options.render:
-        overlay = _OverlayOutput(
+        overlay = OverlayOutput(
             paths["mp4"],
             fps=video_fps(video),
             skeleton=predictor.skeleton,
@@ -862,6 +549,8 @@ def format_report(report: ExtractionReport) -> str:
     return "\n".join(lines)
 
 
+# The run's whole API in one place: the inputs' and outputs' names a caller needs are
+# re-exported here, so that ``from vidpose.inference.extract import ...`` serves them all.
 __all__ = [
     "BufferedFrame",
     "ExtractOptions",

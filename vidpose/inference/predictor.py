@@ -312,7 +312,7 @@ def load_estimator(
     """The model of a vidpose checkpoint, weights loaded, on the CPU in eval mode.
 
     Args:
-        checkpoint: a ``.safetensors`` file written by ``vidpose.engine.checkpoint``.
+        checkpoint: a ``.safetensors`` file written by ``vidpose.checkpoint``.
         config: a YAML config replacing the one stored in the checkpoint (for checkpoints
             without one, or to change inference settings such as ``test.flip_test``).
         overrides: ``key=value`` overrides applied to ``config`` (only with ``config``).
@@ -326,8 +326,8 @@ def load_estimator(
         ValueError: the checkpoint is not a vidpose checkpoint, holds no config and none
             was given, or its weights do not fit the model the config describes.
     """
+    from vidpose.checkpoint import load_checkpoint
     from vidpose.config import Config, from_dict, load_config
-    from vidpose.engine.checkpoint import load_checkpoint
     from vidpose.models.build import build_model
 
     checkpoint = Path(checkpoint)

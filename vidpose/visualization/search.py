@@ -37,7 +37,7 @@ from PIL import Image
 
 from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.data.skeleton import Skeleton
-from vidpose.visualization.search_panels import (
+from vidpose.visualization.search_grid import (
     render_search_grid,
     render_step_frames,
     write_gif,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from vidpose.checkpoint import Checkpoint, save_checkpoint
 from vidpose.config import load_config, to_dict
-from vidpose.engine.checkpoint import Checkpoint, save_checkpoint
 from vidpose.inference.predictor import build_predictor
 from vidpose.losses import build_criterion
 from vidpose.models.build import build_model

@@ -19,6 +19,11 @@ Regression with Transformers", ECCV 2022) read the feature pyramid with Deformab
 Coordinates: the head works in normalised crop coordinates (u, v) in [0, 1]^2
 (``vidpose.models.deformable``); input-crop pixels are x = u * W_in - 0.5,
 y = v * H_in - 0.5 and back u = (x + 0.5) / W_in.
+
+Over 600 lines on purpose: one head, whole (issue #24: a head's own layers, losses
+and prediction together): its decoder layer, coarse regression, auxiliary heatmaps
+and the head change together; the shared blocks it is built from are
+``vidpose.models.deformable``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""H.264 mp4 writing through PyAV (OpenCV's builds here cannot encode H.264).
+"""H.264 mp4 writing through PyAV (OpenCV's builds here cannot encode H.264); the
+counterpart of ``vidpose.data.frames``, which reads them. The synthetic generator, the
+extraction overlay and the search animations all write through it.
 
 Usage::
 

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from vidpose.visualization.video import VideoWriter
+from vidpose.data.video_writer import VideoWriter
 
 
 def read_back(path) -> tuple[list[np.ndarray], str, str]:

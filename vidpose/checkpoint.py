@@ -8,6 +8,10 @@ checkpoint from an untrusted source cannot run code.
 
 Writes are atomic: the file is written under a temporary name in the same folder
 and renamed over the target, so a crash mid-write leaves the previous checkpoint.
+
+The format sits on the ground floor, beside ``vidpose.config``: the trainer
+(``vidpose.engine``) writes it and ``vidpose.inference.predictor.load_estimator``
+reads it, so neither reaches into the other.
 """
 
 from __future__ import annotations
@@ -123,8 +127,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise ValueError(f"{path}: not a safetensors checkpoint ({error})") from None
     if raw_metadata is None:
         raise ValueError(
-            f"{path}: safetensors file without vidpose metadata; for plain weights use "
-            "the backbone's `checkpoint` option or load_model_weights()"
+            f"{path}: safetensors file without vidpose metadata; for plain backbone weights "
+            "use the config option model.backbone.checkpoint (ViTBackbone.load_checkpoint())"
         )
     metadata = json.loads(raw_metadata)
     if metadata.get("format") != FORMAT:

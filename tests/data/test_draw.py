@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from vidpose.data.draw import draw_person, draw_pose, track_colour
 from vidpose.data.records import PersonAnnotation
 from vidpose.data.skeleton import COCO, POSETRACK
-from vidpose.visualization.draw import draw_person, draw_pose, track_colour
 
 
 def square_pose() -> np.ndarray:

@@ -3,6 +3,9 @@
 Joints that are present and confident are filled discs; present but unconfident ones
 (ground truth annotated as occluded, predictions under the threshold) are rings, and
 their limbs are drawn thin. Track ids get a colour of their own for the box and label.
+
+It sits beside the skeleton it draws so that everything above can use it: the
+extraction overlay (``vidpose.inference.outputs``) as well as the visualisations.
 """
 
 from __future__ import annotations
