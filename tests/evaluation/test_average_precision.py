@@ -50,6 +50,42 @@ def test_greedy_assignment_prefers_best_pckh_over_score(pt, tmp_path, protocol):
     assert report.ap.per_joint["head_bottom"] == pytest.approx(100.0)
 
 
+# PCKh@0.5 at its edge. Head box (0, 0, 30, 40): diagonal 50, head size 0.6 x 50 = 30.0
+# exactly, so half a head size is 15 px. Each offset (dx, dy) from the ground truth:
+PCKH_EDGE = {
+    NOSE: ((14.9, 0.0), True),  # 0.4967 head sizes: a match
+    HEAD_BOTTOM: ((0.0, 15.1), False),  # 0.5033: no match
+    HEAD_TOP: ((9.0, 12.0), True),  # sqrt(81 + 144) = 15: exactly 0.5, a match (d <= 0.5)
+    5: ((8.94, 11.92), True),  # left shoulder, 14.9 px along the diagonal: a match
+    6: ((9.06, 12.08), False),  # right shoulder, 15.1 px: no match
+}
+
+
+def pckh_edge_case(pt):
+    """One person, and one prediction with the PCKH_EDGE offsets; returns (gt, pred)."""
+    truth = {slot: (100.0 + 50 * k, 200.0) for k, slot in enumerate(PCKH_EDGE)}
+    moved = {
+        slot: (x + PCKH_EDGE[slot][0][0], y + PCKH_EDGE[slot][0][1])
+        for slot, (x, y) in truth.items()
+    }
+    return single_frame(pt, [pt.gt_person(0, truth)], [pt.pred_person(0, moved, 0.9)])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_pckh_threshold_is_half_a_head_size(pt, tmp_path, protocol):
+    gt, pred = pckh_edge_case(pt)
+    report = pt.evaluate_documents(tmp_path, gt, pred, protocol=protocol)
+    # Both tools: match = dist <= 0.5 with dist = ||pred - gt|| / headsize (poseval
+    # assignGTmulti, the kit's _calculate_pckh). The prediction matches 3 of 5 joints, so
+    # it is assigned to the person; each joint has one positive and one prediction: AP
+    # 100 where it matches, 0 where it does not (a false positive, recall 0). A threshold
+    # of 0.6 would match the 15.1 px joints, 0.49 miss the 14.9 px ones, "< 0.5" miss the
+    # joint at exactly 15 px.
+    ap = list(report.ap.per_joint.values())
+    for slot, (_, matches) in PCKH_EDGE.items():
+        assert ap[pt.SCORED.index(slot)] == (100.0 if matches else 0.0), slot
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_equal_pckh_goes_to_the_lowest_index(pt, tmp_path, protocol):
     gt, pred = single_frame(

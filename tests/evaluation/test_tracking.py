@@ -149,6 +149,23 @@ def test_frame_emptied_by_ignore_regions_counts_a_placeholder_in_official_mode(p
     assert values(corrected, "MOTA") == pytest.approx(100.0)
 
 
+def test_mota_matches_within_half_a_head_size(pt, tmp_path):
+    # Head size 30 (conftest): half a head size is 15 px. Offsets from the ground truth:
+    # 14.9 px, 15.1 px, 15 px exactly (9-12-15 triangle), 15.1 px along a diagonal.
+    offsets = {0: (14.9, 0.0), 1: (0.0, 15.1), 2: (9.0, 12.0), 5: (9.06, 12.08)}
+    truth = {slot: (100.0 + 50 * k, 200.0) for k, slot in enumerate(offsets)}
+    moved = {slot: (x + offsets[slot][0], y + offsets[slot][1]) for slot, (x, y) in truth.items()}
+    gt = pt.video_document(NAME, [[pt.gt_person(0, truth)]])
+    report = evaluate(pt, tmp_path, gt, [[pt.pred_person(7, moved)]], mode="corrected")
+    mota = dict(zip(pt.SCORED, values(report, "MOTA"), strict=True))
+    # poseval hands motmetrics the distance only where match = dist <= 0.5, NaN elsewhere.
+    # A match: 1 object, 1 match -> MOTA 100. No match: 1 miss + 1 false positive for 1
+    # object -> MOTA 1 - 2 = -100.
+    assert [mota[slot] for slot in offsets] == pytest.approx([100.0, -100.0, 100.0, -100.0])
+    motp = dict(zip(pt.SCORED, values(report, "MOTP"), strict=True))
+    assert motp[0] == pytest.approx(100 * (1 - 14.9 / 30)) and motp[2] == pytest.approx(50.0)
+
+
 def test_motp_and_hota_of_a_constant_offset(pt, tmp_path):
     gt = two_people(pt, 3)
     frames = [

@@ -12,6 +12,7 @@ Typical use (``vidpose test``, ``vidpose eval``)::
 
 from vidpose.evaluation.average_precision import (
     JointAveragePrecision,
+    TieSpread,
     posetrack_average_precision,
     voc_average_precision,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "PredictedPerson",
     "PreparedVideo",
     "Protocol",
+    "TieSpread",
     "TrackingMode",
     "VideoAnnotations",
     "evaluate_coco_keypoints",

@@ -28,6 +28,11 @@ FP in a frame without ground truth), instead of the frame's. ``"corrected"`` add
 frame's. A sequence without any prediction (or ground truth) is handled as the kit's
 early return: all its joints are FN (FP), LocA 1; the kit then fails to combine it with
 the others (array shapes differ), vidpose combines it.
+
+A labeled frame that has ignore polygons and keeps no ground-truth person after them
+stops the kit (``PreparedVideo.frames_left_without_ground_truth``), so no official run
+gives a number there; official mode then adds that frame's own predicted joints to FP
+(the corrected count) rather than a whole-sequence penalty no official run reports.
 """
 
 from __future__ import annotations
@@ -144,12 +149,14 @@ def sequence_table(video: PreparedVideo, mode: TrackingMode) -> HotaTable:
     extra_fn = np.zeros(num_joints)
     extra_fp = np.zeros(num_joints)
     matched_gt, matched_pred, matched_joint, matched_similarity = [], [], [], []
+    kit_stops = video.frames_left_without_ground_truth()
     for frame in range(video.num_frames):
         gt_rows = slice(pairs.gt_start[frame], pairs.gt_start[frame + 1])
         pred_rows = slice(pairs.pred_start[frame], pairs.pred_start[frame + 1])
         n, m = gt_rows.stop - gt_rows.start, pred_rows.stop - pred_rows.start
         if n == 0:
-            extra_fp += pred_joints if mode == "official" else pred.exists[pred_rows].sum(0)
+            whole_sequence = mode == "official" and not kit_stops[frame]
+            extra_fp += pred_joints if whole_sequence else pred.exists[pred_rows].sum(0)
             continue
         if m == 0:
             extra_fn += gt_joints if mode == "official" else gt.exists[gt_rows].sum(0)
@@ -246,9 +253,8 @@ def _sum_pairs(values: np.ndarray) -> np.ndarray:
 
 def _frames_with_both(video: PreparedVideo) -> np.ndarray:
     """[E] bool: frames with at least one ground-truth and one predicted person."""
-    has_gt = np.bincount(video.gt.frame, minlength=video.num_frames) > 0
-    has_pred = np.bincount(video.pred.frame, minlength=video.num_frames) > 0
-    return has_gt & has_pred
+    gt_persons, pred_persons = video.persons_per_frame()
+    return (gt_persons > 0) & (pred_persons > 0)
 
 
 def _count_by(groups: np.ndarray, exists: np.ndarray, num_groups: int) -> np.ndarray:

@@ -12,21 +12,26 @@ distance when <= 0.5, else "cannot match". motmetrics' ``MOTAccumulator.update``
 3. counts a switch when an object's new hypothesis differs from its last one,
 4. counts the unmatched objects as misses and the unmatched hypotheses as false positives.
 
-MOTA_j = 1 - (misses + switches + false positives) / objects, MOTP_j = 1 - mean matched
-distance, precision = matches / (matches + false positives), recall = matches / objects,
-summed over all videos; Total = mean over joints with a defined value. Every predicted
-joint with a track id counts, whatever its score.
+MOTA_j = 1 - (misses + switches + false positives) / objects, precision = matches /
+(matches + false positives), recall = matches / objects, summed over all videos; Total
+= mean over joints with a defined value. Every predicted joint with a track id counts,
+whatever its score.
 
-``mode="official"`` reproduces two quirks of poseval; ``mode="corrected"`` fixes them:
+``mode="official"`` reproduces three quirks of poseval; ``mode="corrected"`` fixes them:
 
 - it skips the last evaluated frame of every video (``imgidxs[:-1]``);
 - a frame without predictions (or without ground truth, after ignore regions) counts
   exactly one object, one miss and one false positive per joint, whatever the number of
-  people (assignGTmulti's placeholder ids ``[0]`` with a NaN distance).
-
-The MOTP follows the intended definition (matched distances only). poseval run with
-py-motmetrics >= 1.2 also sums the distances of its new 'RAW' events and so reports a
-different MOTP; MOTA, precision and recall are unaffected.
+  people (assignGTmulti's placeholder ids ``[0]`` with a NaN distance);
+- MOTP = 1 - (sum of the column D of *every* event the accumulator records) / matches
+  (evaluateTracking.computeMetrics: ``accAll[i].events['D'].sum()``). py-motmetrics >= 1.2
+  (poseval requires it) records, besides one MATCH or SWITCH event per match, a RAW event
+  with the distance of every pair it was given a finite distance for -- every pair within
+  half a head size, matched or not -- and repeats a match's distance in an ASCEND event
+  (a switch to a hypothesis never matched before), a TRANSFER event (a hypothesis last
+  matched, by the assignment step, to another object) and a MIGRATE event (a transfer to
+  an object never matched before). Corrected mode's MOTP = 1 - mean distance of the
+  matches, the CLEAR-MOT definition.
 """
 
 from __future__ import annotations
@@ -61,15 +66,23 @@ class MotCounts:
     switches: np.ndarray
     matches: np.ndarray  # matched pairs, switches included (motmetrics' num_detections)
     distance_sum: np.ndarray  # sum of head-normalised distances of the matched pairs
+    event_distance_sum: np.ndarray  # sum of D over all motmetrics events (poseval's MOTP)
 
     @classmethod
     def zeros(cls, num_joints: int) -> MotCounts:
-        return cls(*(np.zeros(num_joints, dtype=np.float64) for _ in range(6)))
+        return cls(*(np.zeros(num_joints, dtype=np.float64) for _ in range(7)))
 
     def __iadd__(self, other: MotCounts) -> MotCounts:
-        for name in ("objects", "misses", "false_positives", "switches", "matches"):
+        for name in (
+            "objects",
+            "misses",
+            "false_positives",
+            "switches",
+            "matches",
+            "distance_sum",
+            "event_distance_sum",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.distance_sum = self.distance_sum + other.distance_sum
         return self
 
 
@@ -79,7 +92,9 @@ class MotMetrics:
 
     Attributes:
         mota: 100 (1 - (misses + switches + false positives) / objects), NaN without objects.
-        motp: 100 (1 - mean matched distance), 0 without matches (poseval's convention).
+        motp: 100 (1 - distance sum / matches), 0 without matches (poseval's convention);
+            the distance sum is poseval's (all events) in official mode, the matches' in
+            corrected mode.
         precision: 100 matches / (matches + false positives).
         recall: 100 matches / objects.
         counts: the raw event counts.
@@ -99,15 +114,21 @@ def posetrack_mota(videos: Sequence[PreparedVideo], mode: TrackingMode = "offici
     counts = MotCounts.zeros(num_joints)
     for video in videos:
         counts += accumulate_video(video, mode)
-    return mot_metrics(counts)
+    return mot_metrics(counts, motp_of_all_events=mode == "official")
 
 
-def mot_metrics(counts: MotCounts) -> MotMetrics:
-    """Final metrics from event counts (poseval computeMetrics)."""
+def mot_metrics(counts: MotCounts, *, motp_of_all_events: bool = False) -> MotMetrics:
+    """Final metrics from event counts (poseval computeMetrics).
+
+    Args:
+        motp_of_all_events: MOTP from the distances of every motmetrics event, as poseval
+            prints it (official mode), instead of the matches' distances only.
+    """
+    distances = counts.event_distance_sum if motp_of_all_events else counts.distance_sum
     with np.errstate(divide="ignore", invalid="ignore"):
         objects = np.where(counts.objects > 0, counts.objects, np.nan)
         mota = 100 * (1 - (counts.misses + counts.switches + counts.false_positives) / objects)
-        motp = np.where(counts.matches > 0, 100 * (1 - counts.distance_sum / counts.matches), 0.0)
+        motp = np.where(counts.matches > 0, 100 * (1 - distances / counts.matches), 0.0)
         detections = counts.matches + counts.false_positives
         precision = 100 * counts.matches / np.where(detections > 0, detections, np.nan)
         recall = 100 * counts.matches / objects
@@ -120,9 +141,15 @@ def accumulate_video(video: PreparedVideo, mode: TrackingMode) -> MotCounts:
     num_joints = gt.exists.shape[1]
     counts = MotCounts.zeros(num_joints)
     pairs = frame_pairs(video)
-    # Hypothesis last matched to each (joint, ground-truth track); -1: never matched.
+    # Hypothesis last matched to each (joint, ground-truth track); -1: never matched
+    # (motmetrics' MOTAccumulator.m; "o not in last_match" is the same as "o not in m").
     gt_tracks, gt_track_index = np.unique(gt.track_ids, return_inverse=True)
     last_hypothesis = np.full((num_joints, len(gt_tracks)), -1, dtype=np.int64)
+    # Per (joint, predicted track): ever matched (hypHistory), and the ground-truth track
+    # the assignment step last matched it to, -1: none (res_m). Only for poseval's MOTP.
+    pred_tracks, pred_track_index = np.unique(pred.track_ids, return_inverse=True)
+    hypothesis_seen = np.zeros((num_joints, len(pred_tracks)), dtype=bool)
+    assigned_object = np.full((num_joints, len(pred_tracks)), -1, dtype=np.int64)
 
     num_frames = video.num_frames - 1 if mode == "official" else video.num_frames
     for frame in range(max(num_frames, 0)):
@@ -142,7 +169,7 @@ def accumulate_video(video: PreparedVideo, mode: TrackingMode) -> MotCounts:
             continue
         distances = pairs.frame_block(frame)  # [n, m, J]
         valid = distances <= PCKH_THRESHOLD
-        matched_gt, matched_pred, matched_joint = _update_frame(
+        matched_gt, matched_pred, matched_joint, continued = _update_frame(
             valid,
             distances,
             gt_exists,
@@ -152,10 +179,32 @@ def accumulate_video(video: PreparedVideo, mode: TrackingMode) -> MotCounts:
             last_hypothesis,
         )
         hypotheses = pred.track_ids[pred_rows][matched_pred]
+        hypothesis = pred_track_index[pred_rows][matched_pred]
         track = gt_track_index[gt_rows][matched_gt]
         previous = last_hypothesis[matched_joint, track]
         switched = (previous >= 0) & (previous != hypotheses)
+        matched_distance = distances[matched_gt, matched_pred, matched_joint]
+
+        # poseval's MOTP sums D over all events of this update: the RAW event of every
+        # pair with a finite distance (poseval passes NaN beyond half a head size), then
+        # per match its MATCH/SWITCH event, plus, for the assignment step's matches only
+        # (not the continued ones), ASCEND (a switch to a hypothesis never matched),
+        # TRANSFER (the hypothesis was last assigned to another object) and MIGRATE (a
+        # transfer to an object never matched). Within one update these tests read the
+        # state before it: the matches of a frame have distinct objects and hypotheses.
+        owner = assigned_object[matched_joint, hypothesis]
+        assigned = ~continued
+        ascend = assigned & switched & ~hypothesis_seen[matched_joint, hypothesis]
+        transfer = assigned & (owner >= 0) & (owner != track)
+        migrate = transfer & (previous < 0)
+        repeats = 1 + ascend.astype(np.int64) + transfer + migrate
+        counts.event_distance_sum += np.where(valid, distances, 0.0).sum(axis=(0, 1))
+        counts.event_distance_sum += np.bincount(
+            matched_joint, weights=repeats * matched_distance, minlength=num_joints
+        )
         last_hypothesis[matched_joint, track] = hypotheses
+        hypothesis_seen[matched_joint, hypothesis] = True
+        assigned_object[matched_joint[assigned], hypothesis[assigned]] = track[assigned]
 
         num_matches = np.bincount(matched_joint, minlength=num_joints)
         counts.objects += gt_exists.sum(axis=0)
@@ -164,9 +213,7 @@ def accumulate_video(video: PreparedVideo, mode: TrackingMode) -> MotCounts:
         counts.matches += num_matches
         counts.switches += np.bincount(matched_joint[switched], minlength=num_joints)
         counts.distance_sum += np.bincount(
-            matched_joint,
-            weights=distances[matched_gt, matched_pred, matched_joint],
-            minlength=num_joints,
+            matched_joint, weights=matched_distance, minlength=num_joints
         )
     return counts
 
@@ -179,7 +226,7 @@ def _update_frame(
     gt_tracks: np.ndarray,
     pred_tracks: np.ndarray,
     last_hypothesis: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The matches of motmetrics' update for one frame, every joint at once.
 
     Args:
@@ -191,7 +238,9 @@ def _update_frame(
         last_hypothesis: [J, tracks] previous hypothesis id per joint and track.
 
     Returns:
-        (ground-truth rows, prediction rows, joints) of the matched pairs.
+        (ground-truth rows, prediction rows, joints) of the matched pairs, and whether
+        each continues its object's previous match (step 1) rather than coming from the
+        assignment (step 2).
     """
     # Step 1: continue previous matches. keep[i, k, j]: object i's last hypothesis is k.
     previous = last_hypothesis[:, gt_tracks].T  # [n, J]
@@ -213,7 +262,8 @@ def _update_frame(
         costs += distances[np.ix_(rows, columns, [joint])][..., 0]
         for row, column in zip(*_min_cost_matching(costs), strict=True):
             matched[rows[row], columns[column], joint] = True
-    return np.nonzero(matched)
+    matched_gt, matched_pred, matched_joint = np.nonzero(matched)
+    return matched_gt, matched_pred, matched_joint, keep[matched_gt, matched_pred, matched_joint]
 
 
 def _min_cost_matching(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -84,11 +84,13 @@ def pckh_distances(
     gt: PreparedPersons, pred: PreparedPersons, gt_index: np.ndarray, pred_index: np.ndarray
 ) -> np.ndarray:
     """[Q, J] ||pred - gt|| / headsize for the given person pairs, +inf if not comparable."""
-    delta = gt.xy[gt_index] - pred.xy[pred_index]  # [Q, J, 2]
-    # sqrt(dx^2 + dy^2): the arithmetic of np.linalg.norm on a 2-vector, as both tools use.
-    length = np.sqrt(delta[..., 0] * delta[..., 0] + delta[..., 1] * delta[..., 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        delta = gt.xy[gt_index] - pred.xy[pred_index]  # [Q, J, 2]
+        # sqrt(dx^2 + dy^2): the arithmetic of np.linalg.norm on a 2-vector, as both tools use.
+        length = np.sqrt(delta[..., 0] * delta[..., 0] + delta[..., 1] * delta[..., 1])
         distances = length / gt.head_sizes[gt_index, None]
     comparable = gt.exists[gt_index] & pred.exists[pred_index]
-    # NaN comes from a missing or zero head box: such a ground truth cannot be matched.
+    # NaN comes from a missing or zero head box, or from a NaN keypoint (poseval keeps
+    # those); inf from an infinite one. Neither can match, as in both tools, where
+    # NaN <= 0.5 and inf <= 0.5 are False.
     return np.where(comparable & ~np.isnan(distances), distances, np.inf)

@@ -13,11 +13,18 @@ with zero annotated joints, visibility 0 on annotated points, frames with many i
 polygons. A ground-truth person without ``bbox_head`` has no head size; it still counts
 as ground truth (its joints are positives) but no prediction can match it (both
 official tools would crash on such a file instead).
+
+What only one of the two tools accepts is read here and judged by the evaluation, which
+knows the protocol (``posetrack_eval``): a file without ``categories`` (the PoseTrack21
+kit never reads it, poseval needs it), NaN or infinite keypoints and scores (both tools
+give numbers, by different rules), and track ids that are not integers >= 0 or are
+>= 10000 (poseval takes any number below 10000, the kit only integers).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +44,11 @@ MISSING_SCORE = -9999.0
 # 0.6 x the head-box diagonal: the PCKh reference length (Andriluka et al., CVPR 2014;
 # poseval getHeadSize, PoseTrack21 _get_head_size).
 HEAD_SIZE_FACTOR = 0.6
+
+# poseval refuses every file with a track id at or above this (eval_helpers.MAX_TRACK_ID:
+# load_data_dir asserts track_id < MAX_TRACK_ID for ground truth and predictions, then adds
+# video_index x MAX_TRACK_ID to make ids unique over videos).
+POSEVAL_MAX_TRACK_ID = 10000
 
 
 class EvaluationInputError(ValueError):
@@ -58,15 +70,24 @@ class VideoAnnotations:
         person_frame: [N] int64 frame position (0..F-1) of each person; persons are
             ordered by frame and, within a frame, in file order (the official tools
             iterate them in that order, which decides their tie rules).
-        track_ids: [N] int64 track id of each person.
-        keypoints: [N, K, 3] float64 x, y, v exactly as written (pixels of the frame).
+        track_ids: [N] int64 track id of each person: the written id when it is a whole
+            number >= 0 (3.0 reads as 3); any other written value (negative, fractional)
+            gets its own id above the largest, the same for equal values, so ids compare
+            exactly as the written ones do.
+        written_track_ids: [N] float64 the track ids as written (for the tools' limits).
+        float_track_ids: [N] bool, the track id is a JSON float (3.0), which the
+            PoseTrack21 kit cannot use as an array index.
+        keypoints: [N, K, 3] float64 x, y, v exactly as written (pixels of the frame),
+            NaN and infinite values included.
         scores: [N, K] float64 per-joint scores (MISSING_SCORE when the file has none;
-            zeros for ground truth).
+            zeros for ground truth), NaN and infinite values included.
         head_sizes: [N] float64 0.6 x head-box diagonal, NaN without ``bbox_head``.
         integer_keypoint_frames: [F] bool, True where every keypoint number of every
             person of the frame is a JSON integer. The PoseTrack21 kit then builds an
             integer array and the per-joint scores it writes into it are truncated.
         boxes: what a vidpose prediction file says about the person boxes used, or None.
+        has_categories: the file has a ``categories`` entry (poseval needs it; the
+            PoseTrack21 kit never reads it).
     """
 
     name: str
@@ -77,11 +98,14 @@ class VideoAnnotations:
     ignore_regions: list[list[np.ndarray]]
     person_frame: np.ndarray
     track_ids: np.ndarray
+    written_track_ids: np.ndarray
+    float_track_ids: np.ndarray
     keypoints: np.ndarray
     scores: np.ndarray
     head_sizes: np.ndarray
     integer_keypoint_frames: np.ndarray
     boxes: str | None = None
+    has_categories: bool = True
 
     @property
     def num_frames(self) -> int:
@@ -182,7 +206,9 @@ def parse_posetrack_json(
             raise EvaluationInputError(f"{where}: missing {key!r}")
         if not isinstance(data[key], list):
             raise EvaluationInputError(f"{where}: {key!r} must be a list")
-    _check_categories(data.get("categories"), where, skeleton)
+    has_categories = data.get("categories") is not None
+    if has_categories:
+        _check_categories(data["categories"], where, skeleton)
 
     images = data["images"]
     if not images:
@@ -221,7 +247,7 @@ def parse_posetrack_json(
     annotations = data["annotations"]
     n = len(annotations)
     person_frame = np.empty(n, dtype=np.int64)
-    track_ids = np.empty(n, dtype=np.int64)
+    written_track_ids: list[int | float] = []
     raw_keypoints, raw_scores, raw_head_boxes = [], [], []
     scored_rows, head_box_rows = [], []
     integer_frames = np.ones(len(images), dtype=bool)
@@ -233,10 +259,7 @@ def parse_posetrack_json(
         if image_id not in position_of_id:
             raise EvaluationInputError(f"{label}: image_id {image_id} is not in 'images'")
         person_frame[index] = position_of_id[image_id]
-        track_id = _require_int(annotation, "track_id", label)
-        if track_id < 0:
-            raise EvaluationInputError(f"{label}: track_id must be >= 0, got {track_id}")
-        track_ids[index] = track_id
+        written_track_ids.append(_require_number(annotation, "track_id", label))
         raw_keypoints.append(_list_of(annotation.get("keypoints"), 3 * k, "keypoints", label))
         if role == "predictions":
             # The kit's int-array quirk (see integer_keypoint_frames): any float clears it.
@@ -249,20 +272,28 @@ def parse_posetrack_json(
             raw_head_boxes.append(_list_of(annotation["bbox_head"], 4, "bbox_head", label))
             head_box_rows.append(index)
     where_row = f"{where}: annotations"
-    keypoints = _number_rows(raw_keypoints, range(n), 3 * k, "keypoints", where_row)
+    # NaN and infinite keypoints and scores are kept: both tools give numbers for them
+    # (each by its own rule, see protocols.py); the evaluation counts them in a warning.
+    keypoints = _number_rows(raw_keypoints, range(n), 3 * k, "keypoints", where_row, finite=False)
     keypoints = keypoints.reshape(n, k, 3)
     scores = np.full((n, k), MISSING_SCORE if role == "predictions" else 0.0)
-    scores[scored_rows] = _number_rows(raw_scores, scored_rows, k, "scores", where_row)
+    scores[scored_rows] = _number_rows(
+        raw_scores, scored_rows, k, "scores", where_row, finite=False
+    )
     head_boxes = np.full((n, 4), np.nan)
     head_boxes[head_box_rows] = _number_rows(
         raw_head_boxes, head_box_rows, 4, "bbox_head", where_row
     )
+    track_ids = _comparable_track_ids(written_track_ids)
+    float_track_ids = np.array([type(value) is float for value in written_track_ids], bool)
+    written = np.array([_as_float(value) for value in written_track_ids], np.float64).reshape(n)
 
     # Persons sorted by frame, file order kept within a frame (stable sort).
     order = np.argsort(person_frame, kind="stable")
     person_frame, track_ids = person_frame[order], track_ids[order]
+    written, float_track_ids = written[order], float_track_ids[order]
     keypoints, scores, head_boxes = keypoints[order], scores[order], head_boxes[order]
-    _check_unique_track_ids(person_frame, track_ids, file_names, where)
+    _check_unique_track_ids(person_frame, track_ids, written, file_names, where)
 
     # Same arithmetic as both tools: x2 = x1 + w, then the diagonal of (x1,y1)-(x2,y2).
     width = (head_boxes[:, 0] + head_boxes[:, 2]) - head_boxes[:, 0]
@@ -278,11 +309,14 @@ def parse_posetrack_json(
         ignore_regions=ignore_regions,
         person_frame=person_frame,
         track_ids=track_ids,
+        written_track_ids=written,
+        float_track_ids=float_track_ids,
         keypoints=keypoints,
         scores=scores,
         head_sizes=head_sizes,
         integer_keypoint_frames=integer_frames,
         boxes=_boxes_note(data),
+        has_categories=has_categories,
     )
     folders = [
         posixpath.basename(posixpath.dirname(name.replace("\\", "/"))) for name in file_names
@@ -316,11 +350,14 @@ def _select_frames(video: VideoAnnotations, positions: np.ndarray, name: str) ->
         ignore_regions=[video.ignore_regions[p] for p in positions],
         person_frame=new_position[video.person_frame[keep]],
         track_ids=video.track_ids[keep],
+        written_track_ids=video.written_track_ids[keep],
+        float_track_ids=video.float_track_ids[keep],
         keypoints=video.keypoints[keep],
         scores=video.scores[keep],
         head_sizes=video.head_sizes[keep],
         integer_keypoint_frames=video.integer_keypoint_frames[positions],
         boxes=video.boxes,
+        has_categories=video.has_categories,
     )
 
 
@@ -383,13 +420,14 @@ def check_same_frames(ground_truth: VideoAnnotations, predictions: VideoAnnotati
 
 
 def _check_categories(categories: Any, where: str, skeleton: Skeleton) -> None:
+    """A ``categories`` entry, when there is one, must declare the skeleton's joints.
+
+    A missing entry is judged by the evaluation (poseval needs it, the kit does not). One
+    that names other joints, or the same in another order, is refused under both
+    protocols: poseval would map the joints by those names, the kit would ignore them and
+    read the slots, so the file means different things to the two tools.
+    """
     expected = list(skeleton.joint_names)
-    if categories is None:
-        raise EvaluationInputError(
-            f"{where}: 'categories' is missing; PoseTrack files need one 'person' category "
-            f"whose 'keypoints' are the {len(expected)} joint names (poseval rejects files "
-            "without it)"
-        )
     if not isinstance(categories, list) or not categories:
         raise EvaluationInputError(f"{where}: 'categories' must be a non-empty list")
     category = categories[0]
@@ -408,8 +446,14 @@ def _check_categories(categories: Any, where: str, skeleton: Skeleton) -> None:
 
 
 def _check_unique_track_ids(
-    person_frame: np.ndarray, track_ids: np.ndarray, file_names: Sequence[str], where: str
+    person_frame: np.ndarray,
+    track_ids: np.ndarray,
+    written_track_ids: np.ndarray,
+    file_names: Sequence[str],
+    where: str,
 ) -> None:
+    """Both tools refuse a repeated id in a frame (poseval: predictions, any frame; the
+    kit: _check_unique_ids); 3 and 3.0 are the same id to both (np.unique)."""
     if len(track_ids) < 2:
         return
     order = np.lexsort((track_ids, person_frame))
@@ -417,9 +461,51 @@ def _check_unique_track_ids(
     if same.any():
         first = order[int(np.flatnonzero(same)[0])]
         raise EvaluationInputError(
-            f"{where}: track id {track_ids[first]} appears more than once in frame "
+            f"{where}: track id {format_track_id(written_track_ids[first])} appears more than "
+            f"once in frame "
             f"{file_names[person_frame[first]]} (track ids must be unique within a frame)"
         )
+
+
+def format_track_id(value: float, written_as_float: bool = False) -> str:
+    """A written track id for messages: 3, 3.0 (a JSON float), -1, 2.5."""
+    if value.is_integer() and not written_as_float:
+        return str(int(value))
+    return repr(float(value))
+
+
+def _comparable_track_ids(written: Sequence[int | float]) -> np.ndarray:
+    """[N] int64 ids that compare exactly as the written ones (see VideoAnnotations)."""
+    limit = 2**62
+
+    def whole(value: int | float) -> bool:
+        return (isinstance(value, int) or value.is_integer()) and 0 <= value < limit
+
+    ids = np.array([int(value) if whole(value) else -1 for value in written], dtype=np.int64)
+    others = sorted({_as_float(value) for value in written if not whole(value)})
+    if others:
+        first_free = int(ids.max()) + 1 if (ids >= 0).any() else 0
+        new_id = {value: first_free + rank for rank, value in enumerate(others)}
+        for index, value in enumerate(written):
+            if ids[index] < 0:
+                ids[index] = new_id[_as_float(value)]
+    return ids.reshape(len(written))
+
+
+def _as_float(value: int | float) -> float:
+    """float(value), with integers beyond the float range as +-inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _require_number(mapping: Mapping, key: str, label: str) -> int | float:
+    value = mapping.get(key)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or (isinstance(value, float) and not math.isfinite(value)):
+        raise EvaluationInputError(f"{label}: {key!r} must be a finite number, got {value!r}")
+    return value
 
 
 def _require_int(mapping: Mapping, key: str, label: str) -> int:
@@ -438,9 +524,13 @@ def _list_of(values: Any, length: int, key: str, label: str) -> list:
 
 
 def _number_rows(
-    rows: list[list], indices: Sequence[int], length: int, key: str, where: str
+    rows: list[list], indices: Sequence[int], length: int, key: str, where: str, *, finite=True
 ) -> np.ndarray:
-    """[len(rows), length] float64 from lists already checked for length; finite numbers only."""
+    """[len(rows), length] float64 from lists already checked for length.
+
+    Args:
+        finite: refuse NaN and infinite values (else they are kept as read).
+    """
     try:
         array = np.array(rows, dtype=np.float64).reshape(len(rows), length)
     except (TypeError, ValueError):
@@ -452,10 +542,11 @@ def _number_rows(
                     f"{where}[{index}]: {key!r} must contain only numbers"
                 ) from None
         raise
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        index = list(indices)[int(np.flatnonzero(~finite)[0])]
-        raise EvaluationInputError(f"{where}[{index}]: {key!r} contains NaN or infinite values")
+    if finite:
+        finite_rows = np.isfinite(array).all(axis=1)
+        if not finite_rows.all():
+            index = list(indices)[int(np.flatnonzero(~finite_rows)[0])]
+            raise EvaluationInputError(f"{where}[{index}]: {key!r} contains NaN or infinite values")
     return array
 
 

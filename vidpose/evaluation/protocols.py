@@ -18,9 +18,15 @@ ignore polygons only)                                            y <= 0
 scores                        ``scores`` list                    ``scores`` list, truncated to
                                                                  integers in frames whose
                                                                  keypoints are all JSON integers
+NaN / infinite coordinates    the joint exists (it is not        exists iff x > 0 and y > 0:
+                              (0, 0, 0)) and never matches       NaN and -inf never, +inf yes
+                                                                 (then it never matches)
 ============================  =================================  ==============================
 
 Predictions on frames that are not evaluated are dropped (they are not false positives).
+NaN and infinite values need no code of their own: the comparisons above, the distances
+(NaN or inf: no match, see pairs.py) and the ignore-region test (a NaN point is inside no
+polygon, as for shapely) treat them as the tools do.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class PreparedPersons:
         exists: [N, J] bool, the protocol's "this joint is there" after ignore regions.
         scores: [N, J] float64 per-joint scores as the protocol reads them.
         head_sizes: [N] float64 PCKh reference length (ground truth; NaN if unknown).
+        rows: [N] int64 row of each person in its ``VideoAnnotations``.
     """
 
     frame: np.ndarray
@@ -57,6 +64,7 @@ class PreparedPersons:
     exists: np.ndarray
     scores: np.ndarray
     head_sizes: np.ndarray
+    rows: np.ndarray
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -75,16 +83,35 @@ class PreparedVideo:
         frame_positions: [E] positions (in the file's ``images``) of the evaluated frames.
         gt: ground-truth persons of those frames.
         pred: predicted persons of those frames.
+        has_ignore_regions: [E] bool, the ground truth gives the frame ignore polygons.
     """
 
     name: str
     frame_positions: np.ndarray
     gt: PreparedPersons
     pred: PreparedPersons
+    has_ignore_regions: np.ndarray
 
     @property
     def num_frames(self) -> int:
         return len(self.frame_positions)
+
+    def persons_per_frame(self) -> tuple[np.ndarray, np.ndarray]:
+        """([E], [E]) ground-truth and predicted persons in each evaluated frame."""
+        return (
+            np.bincount(self.gt.frame, minlength=self.num_frames),
+            np.bincount(self.pred.frame, minlength=self.num_frames),
+        )
+
+    def frames_left_without_ground_truth(self) -> np.ndarray:
+        """[E] bool: frames with ignore polygons and no ground-truth person after them.
+
+        The PoseTrack21 kit cannot evaluate such a labeled frame: rebuilding the frame's
+        ground truth after the ignore regions (get_raw_seq_data step 2.3) turns an empty
+        person list into a 1-d array, and _calculate_pckh then fails on
+        ``gt_dets_t[:, :, 0]`` (IndexError) -- for mAP and HOTA alike.
+        """
+        return self.has_ignore_regions & (self.persons_per_frame()[0] == 0)
 
 
 def check_protocol(protocol: str) -> Protocol:
@@ -120,6 +147,7 @@ def prepare_video(
         frame_positions=frames,
         gt=_prepare_persons(ground_truth, frames, joints, regions, protocol, is_prediction=False),
         pred=_prepare_persons(predictions, frames, joints, regions, protocol, is_prediction=True),
+        has_ignore_regions=np.array([len(polygons) > 0 for polygons in regions], dtype=bool),
     )
 
 
@@ -135,6 +163,7 @@ def _prepare_persons(
     evaluated = np.full(video.num_frames, -1, dtype=np.int64)
     evaluated[frames] = np.arange(len(frames))
     keep = evaluated[video.person_frame] >= 0
+    source_rows = np.flatnonzero(keep)
     frame = evaluated[video.person_frame[keep]]
     keypoints = video.keypoints[keep][:, joints]
     xy = keypoints[..., :2].copy()
@@ -163,11 +192,13 @@ def _prepare_persons(
             keep_person[rows] = exists[rows].any(axis=1)
         else:
             # get_raw_seq_data step 2: zero the points inside (all of them, present or
-            # not), then drop persons whose every joint has x <= 0 and y <= 0.
+            # not), then drop persons whose every joint has x <= 0 and y <= 0. Written as
+            # the kit writes it: a NaN joint is not "<= 0", so it keeps its person.
             xy[rows][inside] = 0.0
             scores[rows][inside] = 0.0
             exists[rows] &= ~inside
-            keep_person[rows] = ((xy[rows, :, 0] > 0) | (xy[rows, :, 1] > 0)).any(axis=1)
+            invalid = (xy[rows, :, 0] <= 0) & (xy[rows, :, 1] <= 0)
+            keep_person[rows] = ~invalid.all(axis=1)
 
     return PreparedPersons(
         frame=frame[keep_person],
@@ -176,6 +207,7 @@ def _prepare_persons(
         exists=exists[keep_person],
         scores=scores[keep_person],
         head_sizes=video.head_sizes[keep][keep_person],
+        rows=source_rows[keep_person],
     )
 
 
@@ -201,18 +233,21 @@ def points_inside_polygons(points: np.ndarray, polygons: list[np.ndarray]) -> np
             continue
         x1, y1 = polygon[:, 0], polygon[:, 1]  # [P]
         x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-        cross = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)  # [M, P]
-        on_edge = (
-            (cross == 0)
-            & (px >= np.minimum(x1, x2))
-            & (px <= np.maximum(x1, x2))
-            & (py >= np.minimum(y1, y2))
-            & (py <= np.maximum(y1, y2))
-        )
-        # Half-open rule: an edge counts when it straddles the horizontal line through
-        # the point, and the crossing is to the right of the point.
-        straddles = (y1 > py) != (y2 > py)
+        # NaN or infinite points (accepted in predictions) make NaN products here; every
+        # comparison with NaN is False, so such a point is on no edge and crosses nothing
+        # (+-inf: an even number of crossings), i.e. inside no polygon, as for shapely.
         with np.errstate(divide="ignore", invalid="ignore"):
+            cross = (x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)  # [M, P]
+            on_edge = (
+                (cross == 0)
+                & (px >= np.minimum(x1, x2))
+                & (px <= np.maximum(x1, x2))
+                & (py >= np.minimum(y1, y2))
+                & (py <= np.maximum(y1, y2))
+            )
+            # Half-open rule: an edge counts when it straddles the horizontal line through
+            # the point, and the crossing is to the right of the point.
+            straddles = (y1 > py) != (y2 > py)
             crossing_x = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
         crossings = np.count_nonzero(straddles & (px < crossing_x), axis=1)
         inside_any |= (crossings % 2 == 1) & ~on_edge.any(axis=1)

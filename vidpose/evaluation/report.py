@@ -71,6 +71,11 @@ class PoseTrackReport:
             "DetA", "AssA", "LocA", "DetRe", "DetPr", "AssRe", "AssPr" (PoseTrack21 kit).
         tracking_mode: "official" or "corrected" when tracking was evaluated, else None.
         notes: remarks about the inputs (ignored files, missing scores, ...).
+        warnings: where a number is not one an official tool gives: files a tool would
+            refuse, values it treats by a rule of its own, results it leaves undefined
+            (each names the files and counts).
+        motp_definition: which MOTP the tracking table shows (official: poseval's sum over
+            all motmetrics events; corrected: matches only), None without tracking.
     """
 
     protocol: str
@@ -80,6 +85,8 @@ class PoseTrackReport:
     metrics: dict[str, JointScores]
     tracking_mode: str | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    motp_definition: str | None = None
 
     @property
     def ap(self) -> JointScores:
@@ -100,6 +107,8 @@ class PoseTrackReport:
                 }
                 for name, scores in self.metrics.items()
             },
+            "motp_definition": self.motp_definition,
+            "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
 
@@ -118,10 +127,12 @@ class PoseTrackReport:
                 "",
                 f"Tracking, CLEAR-MOT as poseval computes it ({self.tracking_mode} mode)",
                 *_table(self.metrics, ["MOTA", "MOTP", "Prec", "Rec"]),
+                *([self.motp_definition] if self.motp_definition else []),
                 "",
                 f"Keypoint HOTA as the PoseTrack21 kit computes it ({self.tracking_mode} mode)",
                 *_table(self.metrics, ["HOTA", "DetA", "AssA", "LocA"]),
             ]
+        lines += [f"Warning: {warning}" for warning in self.warnings]
         lines += [f"Note: {note}" for note in self.notes]
         return "\n".join(lines)
 
