@@ -93,9 +93,24 @@ def test_choice_field_lists_the_choices():
     with pytest.raises(ConfigError) as error:
         load_config(None, ["model.head=transformer"])
     assert str(error.value) == (
-        "<defaults>: model.head: expected one of 'diffusion', 'heatmap', 'tfpose', got str "
-        "'transformer'"
+        "<defaults>: model.head: expected one of 'diffusion', 'heatmap', 'tfpose', 'cal', "
+        "'diffusionpose', 'pct_tokenizer', 'pct', got str 'transformer'"
     )
+
+
+def test_cal_values_are_checked():
+    with pytest.raises(ConfigError) as error:
+        load_config(None, ["model.cal.train_only=backbone"])
+    assert str(error.value) == (
+        "<defaults>: model.cal.train_only: expected one of 'heatmaps', 'offsets' or null, got "
+        "str 'backbone'"
+    )
+    assert load_config(None, ["model.cal.train_only=null"]).model.cal.train_only is None
+    assert load_config(None, ["model.cal.train_only=offsets"]).model.cal.train_only == "offsets"
+    with pytest.raises(ConfigError, match=r"model.cal.window: expected an odd size >= 1, got 6"):
+        load_config(None, ["model.cal.window=6"])
+    with pytest.raises(ConfigError, match=r"model.cal.components: expected >= 1, got 0"):
+        load_config(None, ["model.cal.components=0"])
 
 
 def test_tuple_length_is_checked():

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
@@ -103,3 +104,51 @@ def test_benchmark_e_scores_the_split_it_is_given_not_the_config_root(tmp_path):
     assert len(hits) == sum(int(person.annotated.sum()) for person in truth)
     assert sum(count for name, (_, count) in pckh.items() if name in ("seen", "hidden (all)")) \
         == len(hits)  # fmt: skip
+
+
+def test_pixel_errors_are_image_pixel_distances_of_annotated_joints(occluded):
+    from benchmark import pixel_errors
+
+    videos, _ = occluded
+    annotated = sum(int(person.annotated.sum()) for video in videos for frame in video.frames
+                    for person in frame.persons)  # fmt: skip
+    shifted = ground_truth_predictions(videos, 0.0)
+    for prediction in shifted:
+        prediction.keypoints = prediction.keypoints + np.array([3.0, 4.0])
+    errors = pixel_errors(shifted, videos)
+    assert errors.shape == (annotated,)
+    np.testing.assert_allclose(errors, 5.0)
+    assert pixel_errors(shifted[1:], videos).size < annotated  # a person without a prediction
+
+
+def test_benchmark_g_cal_runs_are_the_cal_configs():
+    """Section g's CAL model at 64 x 48 is configs/synthetic_tiny_cal_64x48.yaml."""
+    from benchmark import G_MODELS, REPO, _g_config_overrides
+
+    from vidpose.config import load_config
+
+    base, overrides, sigma_kind, _ = G_MODELS["cal"]
+    ran = load_config(REPO / "configs" / base, overrides + _g_config_overrides("64x48", sigma_kind))
+    shipped = load_config(REPO / "configs" / "synthetic_tiny_cal_64x48.yaml")
+    assert (ran.data, ran.model, ran.loss) == (shipped.data, shipped.model, shipped.loss)
+
+
+def test_benchmark_g_trains_each_model_once_and_scores_every_decoding(tmp_path):
+    """A smoke run of section g: one size, the gaussian heatmap model (two decodings
+    without retraining) and CAL, on one video per split."""
+    from benchmark import section_g
+
+    results = section_g(tmp_path, 2, ["heatmap", "cal"], ["64x48"], videos=1, test_videos=1)
+    names = ["plain heatmaps (integer argmax)", "DARK", "CAL"]
+    assert [name for name in results if name != "table"] == names
+    assert sorted(path.name for path in tmp_path.glob("e_g_*")) == [
+        "e_g_cal_64x48", "e_g_heatmap_64x48"
+    ]  # fmt: skip
+    for name in names:
+        entry = results[name]["64x48"]
+        assert np.isfinite(entry["pixel_error"]) and entry["joints"] > 0
+        assert 0.0 <= entry["mAP"] <= 100.0
+    # the two decodings of one model: other keypoints
+    assert results["DARK"]["64x48"]["pixel_error"] != \
+        results["plain heatmaps (integer argmax)"]["64x48"]["pixel_error"]  # fmt: skip
+    assert "64x48 px error" in results["table"]

@@ -17,6 +17,9 @@ Sections
   f  every head on e's data and budget: mAP, PCKh on visible / occluded / hidden
      joints against the single-frame baseline, parameters, training clips/s,
      extraction person-frames/s; TFPose's error per decoder layer.
+  g  low resolution, on e's data and budget, at 64x48, 128x96 and 256x192: heatmaps
+     decoded by integer argmax and by DARK, UDP, heatmap + offset, CAL; mAP and mean
+     pixel error (not in the default --only: 12 trainings)
 
 Every number is printed with the machine's thread count; results also go to
 --json (default benchmark_results.json).
@@ -460,8 +463,12 @@ def _train_on_e(work: Path, key: str, base: str, overrides: list[str]):
 
 def _sampler_settings(config) -> dict:
     """The sampler settings of a run's config (a checkpoint carries those of its
-    training run, which may predate a change of the defaults)."""
-    sampling = config.model.diffusion
+    training run, which may predate a change of the defaults): its head's section."""
+    sampling = (
+        config.model.diffusionpose
+        if config.model.head == "diffusionpose"
+        else config.model.diffusion
+    )
     return {"steps": sampling.sampling_steps, "hypotheses": sampling.hypotheses}
 
 
@@ -573,7 +580,55 @@ F_MODELS = {
         E_MODELS["diffusion_snr"][1],
     ),
     "tfpose": ("TFPose (T=3)", "synthetic_tiny_tfpose.yaml", ["data.frame_offsets=[-1,0,1]"]),
+    # CAL is a single-image method: its tiny config is T = 1, like the baseline it refines
+    "cal": ("CAL, heatmaps + offsets (T=1)", "synthetic_tiny_cal.yaml", ["data.frame_offsets=[0]"]),
+    "diffusionpose": (
+        "DiffusionPose (T=3, S=1, G=1)",
+        "synthetic_tiny_diffusionpose.yaml",
+        ["data.frame_offsets=[-1,0,1]"],
+    ),
+    # stage II; its tokenizer (stage I, keypoints only) trains first into e_pct_tokenizer
+    "pct": (
+        "PCT, pose tokens (T=3)",
+        "synthetic_tiny_pct.yaml",
+        [
+            "data.frame_offsets=[-1,0,1]",
+            "model.pct.tokenizer={work}/e_pct_tokenizer/latest.safetensors",
+        ],
+    ),
+    # DiffPose as published (issue #19), against ours with the same mask gain (e's
+    # "diffusion": constant gain, the paper's interaction has no SNR form)
+    "diffusion": (
+        "temporal diffusion, constant masks (T=3, S=1, G=4)",
+        "synthetic_tiny.yaml",
+        E_MODELS["diffusion"][1],
+    ),
+    "diffpose_interaction": (
+        "DiffPose's LMSFI interaction (T=3, S=1, G=4)",
+        "synthetic_tiny.yaml",
+        [
+            "data.frame_offsets=[-1,0,1]",
+            "model.interaction=diffpose",
+            "model.diffusion.mask_gain=constant",
+        ],
+    ),  # fmt: skip
+    "diffpose_temporal": (
+        "temporal diffusion + DiffPose's Transformer temporal learner (T=3, S=1, G=4)",
+        "synthetic_tiny.yaml",
+        [
+            "data.frame_offsets=[-1,0,1]",
+            "model.temporal=transformer",
+            "model.diffusion.mask_gain=constant",
+        ],
+    ),  # fmt: skip
+    "diffpose_paper": (
+        "DiffPose as published: LMSFI + Transformer temporal learner (T=3, S=1, G=4)",
+        "synthetic_tiny_diffpose_paper.yaml",
+        ["data.frame_offsets=[-1,0,1]"],
+    ),
 }
+# the PCT tokenizer: trained on e's keypoints before the PCT row (no images)
+F_TOKENIZER = ("synthetic_tiny_pct_tokenizer.yaml", [])
 
 
 @torch.no_grad()
@@ -618,13 +673,21 @@ def extraction_speed(checkpoint: Path, split: dict, out: Path, videos: int) -> f
     model, config = load_estimator(checkpoint)
     predictor = build_predictor(model, config, device="cpu")
     options = ExtractOptions(progress=False, overwrite=True)
-    persons, seconds = 0, 0.0
-    for video in sorted((Path(split["root"]) / "videos" / "val").glob("*.mp4"))[:videos]:
-        truth = Path(split["root"]) / "posetrack_data" / "val" / f"{video.stem}.json"
-        summary = extract_video(video, predictor, read_detections(truth), out, options=options)
-        persons += summary.persons
-        seconds += summary.seconds
-    return persons / seconds
+    files = sorted((Path(split["root"]) / "videos" / "val").glob("*.mp4"))[:videos]
+
+    def run(chosen: list[Path]) -> tuple[int, float]:
+        persons, seconds = 0, 0.0
+        for video in chosen:
+            truth = Path(split["root"]) / "posetrack_data" / "val" / f"{video.stem}.json"
+            summary = extract_video(video, predictor, read_detections(truth), out, options=options)
+            persons += summary.persons
+            seconds += summary.seconds
+        return persons, seconds
+
+    run(files[:1])  # warm-up: first calls allocate and pick kernels
+    # the faster of two passes: on a shared machine the slower one measures the neighbours
+    passes = [run(files) for _ in range(2)]
+    return max(persons / seconds for persons, seconds in passes)
 
 
 def section_f(work: Path, steps: int, models: list[str], extract_videos: int = 8) -> dict:
@@ -639,6 +702,9 @@ def section_f(work: Path, steps: int, models: list[str], extract_videos: int = 8
     rows, results, hits, layer_rows = [], {}, {}, []
     for key in models:
         name, base, overrides = F_MODELS[key]
+        if key == "pct":  # stage I first: the tokenizer, from e's keypoints alone
+            _train_on_e(work, "pct_tokenizer", F_TOKENIZER[0], common + F_TOKENIZER[1])
+        overrides = [value.format(work=work) for value in overrides]
         config, model, speed = _train_on_e(work, key, base, common + overrides)
         evaluation, pckh, hits[key] = _e_score(
             config, model, test, work / f"e_{key}" / "pred_test", **_sampler_settings(config)
@@ -655,7 +721,7 @@ def section_f(work: Path, steps: int, models: list[str], extract_videos: int = 8
             "train_clips_per_s": speed,
             "extract_person_frames_per_s": extraction,
         }
-        if config.model.head == "tfpose":
+        if config.model.head in ("tfpose", "diffusionpose"):
             errors = trajectory_errors(config, model, test)
             results[key]["layer_errors_px"] = errors.tolist()
             layer_rows.append([name, *(f"{value:.2f}" for value in errors)])
@@ -685,11 +751,126 @@ def section_f(work: Path, steps: int, models: list[str], extract_videos: int = 8
     if layer_rows:
         width = max(len(row) for row in layer_rows) - 1
         results["table_layers"] = table(
-            "f. TFPose: mean keypoint error per decoder layer on the test videos (input-crop "
-            "pixels, annotated joints inside the crop)",
-            ["model", *(f"layer {index + 1}" for index in range(width))],
+            "f. iterative heads: mean keypoint error per decoder layer (TFPose) or sampling "
+            "step (DiffusionPose) on the test videos (input-crop pixels, annotated joints "
+            "inside the crop)",
+            ["model", *(f"step {index + 1}" for index in range(width))],
             [row + [""] * (width + 1 - len(row)) for row in layer_rows],
         )
+    return results
+
+
+# Section g: heatmap decodings and the CAL head at low input resolution, on benchmark
+# e's data and budget (single-frame models, T = 1: CAL is a single-image method). Each
+# model trains once per input size; the decodings of a heatmap model need no retraining.
+G_SIZES = {"64x48": (64, 48), "128x96": (128, 96), "256x192": (256, 192)}
+# Target sigma (heatmap pixels) per input size: the heatmap baselines keep a sigma DARK's
+# log-Taylor step can read (synthetic_tiny's 1.5 at 128x96, 2 at 256x192 as ViTPose,
+# 1 at 64x48); CAL uses the paper's (0.3 at 64x48 for the small HRNet-W32, 1, 2).
+G_SIGMAS = {"64x48": {"heatmap": 1.0, "cal": 0.3},
+            "128x96": {"heatmap": 1.5, "cal": 1.0},
+            "256x192": {"heatmap": 2.0, "cal": 2.0}}  # fmt: skip
+# key: (base config, overrides, which sigma, {row name: data.refine of the decoding})
+G_MODELS = {
+    "heatmap": ("synthetic_tiny_baseline.yaml", ["data.encoding=gaussian"], "heatmap",
+                {"plain heatmaps (integer argmax)": "none", "DARK": "dark"}),
+    "udp": ("synthetic_tiny_baseline.yaml", ["data.encoding=udp"], "heatmap",
+            {"UDP (+ DARK decoding)": "dark"}),
+    "offset": ("synthetic_tiny_cal.yaml", ["model.cal.confidence=false"], "cal",
+               {"heatmap + offset (no confidence weight)": None}),
+    "cal": ("synthetic_tiny_cal.yaml", ["model.cal.confidence=true"], "cal", {"CAL": None}),
+}  # fmt: skip
+
+
+def pixel_errors(predictions, videos) -> np.ndarray:
+    """Distances in image pixels (of the video frames) between the predicted and the
+    true joints, for every annotated joint of every ground-truth person with a
+    prediction (matched by image and track id: ground-truth boxes)."""
+    truth = {
+        (frame.image_id, person.track_id): person
+        for video in videos
+        for frame in video.frames
+        for person in frame.persons
+    }
+    distances = []
+    for prediction in predictions:
+        person = truth.get((prediction.image_id, prediction.track_id))
+        if person is None:
+            continue
+        annotated = person.annotated
+        difference = prediction.keypoints[annotated] - person.keypoints[annotated, :2]
+        distances.append(np.linalg.norm(difference, axis=1))
+    return np.concatenate(distances) if distances else np.zeros(0)
+
+
+def _g_config_overrides(size: str, sigma_kind: str) -> list[str]:
+    height, width = G_SIZES[size]
+    return [f"data.input_size=[{height},{width}]", f"data.sigma={G_SIGMAS[size][sigma_kind]}"]
+
+
+def section_g(
+    work: Path,
+    steps: int,
+    models: list[str],
+    sizes: list[str],
+    *,
+    videos: int = E_VIDEOS,
+    test_videos: int = E_TEST_VIDEOS,
+) -> dict:
+    """At each input size, on benchmark e's occluded data and budget (single-frame,
+    patch 16, heatmap stride 4): the heatmap baseline decoded with the integer argmax
+    and with DARK, the UDP-encoded baseline (DARK decoding), heatmap + offset without
+    the confidence weight, and CAL; mAP and the mean pixel error (image pixels of the
+    frames, annotated joints) on the test videos. Models train into ``work/e_g_<model>_
+    <size>`` (finished runs are reused, as in e). ``videos`` / ``test_videos`` size the
+    data sets (e's by default; smaller only for a smoke run, in a fresh ``work``)."""
+    from vidpose.codecs.heatmap import build_codec
+
+    val = _e_split(work / "data_e", videos, seed=7)
+    test = _e_split(work / "data_e_test", test_videos, seed=E_TEST_SEED)
+    common, epochs, _ = _e_common(val["root"], steps)
+    trained_steps = epochs * (videos * 24 * 2 // 16)  # e's videos: 24 frames, 2 persons
+    results: dict = {}
+    for size in sizes:
+        for key in models:
+            base, overrides, sigma_kind, decodings = G_MODELS[key]
+            run = f"g_{key}_{size}"
+            config, model, speed = _train_on_e(
+                work, run, base, common + overrides + _g_config_overrides(size, sigma_kind)
+            )
+            for name, refine in decodings.items():
+                scored = config
+                if refine is not None:  # a decoding of the heatmap model: no retraining
+                    scored = replace(config, data=replace(config.data, refine=refine))
+                    model.head.codec = build_codec(scored.data)
+                evaluation, _, _ = _e_score(
+                    scored, model, test, work / f"e_{run}" / f"pred_test_{refine or key}"
+                )
+                errors = pixel_errors(evaluation.predictions, test["videos"])
+                results.setdefault(name, {})[size] = {
+                    "mAP": evaluation.main_metric,
+                    "pixel_error": float(errors.mean()) if errors.size else float("nan"),
+                    "joints": int(errors.size),
+                    "sigma": config.data.sigma,
+                    "train_clips_per_s": speed,
+                }
+    rows = []
+    for name, by_size in results.items():
+        cells = []
+        for size in sizes:
+            entry = by_size.get(size)
+            cells += ["-", "-"] if entry is None else [
+                f"{entry['mAP']:.1f}", f"{entry['pixel_error']:.2f}"
+            ]  # fmt: skip
+        rows.append([name, *cells])
+    results["table"] = table(
+        f"g. low resolution: heatmap decodings and CAL at each input size, single-frame, "
+        f"patch 16 / heatmap stride 4, trained on {videos} occluded videos for "
+        f"{trained_steps} steps of 16 clips; scored on {test_videos} test videos; "
+        "mean pixel error in image pixels (320 x 240 frames) over the annotated joints",
+        ["method", *(f"{size} {what}" for size in sizes for what in ("mAP", "px error"))],
+        rows,
+    )
     return results
 
 
@@ -712,6 +893,9 @@ def main() -> None:
         help="the S x G sweep of section e (9 evaluations)",
     )
     parser.add_argument("--f-models", default=",".join(F_MODELS), help="models of section f to run")
+    parser.add_argument("--g-steps", type=int, default=2000, help="training steps (g)")
+    parser.add_argument("--g-models", default=",".join(G_MODELS), help="models of section g to run")
+    parser.add_argument("--g-sizes", default=",".join(G_SIZES), help="input sizes of section g")
     parser.add_argument("--work", help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", default="benchmark_results.json")
     args = parser.parse_args()
@@ -733,6 +917,10 @@ def main() -> None:
         results["e"] = section_e(work, args.train_steps, args.e_models.split(","), args.e_sweep)
     if "f" in sections:
         results["f"] = section_f(work, args.train_steps, args.f_models.split(","))
+    if "g" in sections:
+        results["g"] = section_g(
+            work, args.g_steps, args.g_models.split(","), args.g_sizes.split(",")
+        )
     Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {args.json}")
 

@@ -250,9 +250,14 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         metavar="VIDEO_OR_FOLDER",
         help="video files, folders of videos, or folders of frame images",
     )
-    parser.add_argument("--checkpoint", required=True, help="vidpose .safetensors checkpoint")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="vidpose .safetensors checkpoint, or a public ViTPose name (vitpose-s, vitpose-b, "
+        "vitpose-l, vitpose-h: fetched and imported on first use)",
+    )
     parser.add_argument("--config", help="experiment YAML replacing the checkpoint's own config")
-    people = parser.add_mutually_exclusive_group(required=True)
+    people = parser.add_mutually_exclusive_group()
     people.add_argument(
         "--boxes",
         metavar="FILE_OR_FOLDER",
@@ -261,14 +266,63 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         "a folder holds one <video name>.json/.txt per video",
     )
     people.add_argument(
+        "--detector",
+        metavar="NAME_OR_PATH",
+        help="person detector: yolox-nano, yolox-tiny, yolox-s, yolox-m, rtmdet-nano, "
+        "yolox-tiny-humanart, yolox-m-humanart (fetched on first use), a .onnx file "
+        "(YOLOX, mmdeploy end2end or ultralytics layout), or ultralytics:MODEL",
+    )
+    parser.add_argument(
         "--single-person",
         action="store_true",
-        help="one person per video, followed from frame to frame (no boxes needed)",
+        help="one person per video, followed from frame to frame; with --detector the "
+        "detector decides whether the person is there",
+    )
+    parser.add_argument(
+        "--det-thr", type=float, default=0.5, help="detector score threshold (default 0.5)"
+    )
+    parser.add_argument(
+        "--det-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the detector every N frames; in between, boxes follow the tracked poses",
+    )
+    parser.add_argument(
+        "--pose-thr",
+        type=float,
+        help="drop people whose mean joint score is below this (default: 0.2 with "
+        "--single-person and no detector, else 0)",
+    )
+    parser.add_argument(
+        "--smooth",
+        choices=("none", "oneeuro"),
+        default="none",
+        help="temporal smoothing of each track's keypoints (oneeuro: the One Euro filter)",
+    )
+    parser.add_argument(
+        "--smooth-min-cutoff",
+        type=float,
+        default=1.0,
+        help="One Euro min cut-off, Hz (lower: smoother at rest; default 1.0)",
+    )
+    parser.add_argument(
+        "--smooth-beta",
+        type=float,
+        default=0.01,
+        help="One Euro speed coefficient, 1/pixel (higher: less lag in fast motion; default 0.01)",
+    )
+    parser.add_argument(
+        "--smooth-d-cutoff", type=float, default=1.0, help="One Euro speed cut-off, Hz"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="base of the per-video, per-frame sampling seeds"
     )
     parser.add_argument(
         "--score-threshold",
         type=float,
-        help="drop boxes scoring below this (default: the config's data.det_score_threshold)",
+        help="drop boxes of --boxes scoring below this (default: the config's "
+        "data.det_score_threshold)",
     )
     parser.add_argument("--out", default="outputs/extract", help="output folder")
     parser.add_argument("--render", action="store_true", help="also write an overlay .mp4")
@@ -305,6 +359,8 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         from pathlib import Path
 
         from vidpose.engine.distributed import shard_from_environment
+        from vidpose.inference.detectors import build_detector
+        from vidpose.inference.downloads import DownloadError
         from vidpose.inference.extract import (
             ExtractOptions,
             collect_videos,
@@ -315,16 +371,26 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
             video_name,
         )
         from vidpose.inference.person_boxes import (
+            DetectorBoxes,
             SinglePersonBoxes,
             detection_file_for,
             read_detections,
         )
         from vidpose.inference.predictor import build_predictor
+        from vidpose.inference.pretrained import resolve_checkpoint
+        from vidpose.inference.smoothing import OneEuroSettings
 
-        for option in ("steps", "hypotheses", "batch_size", "max_frames"):
+        for option in ("steps", "hypotheses", "batch_size", "max_frames", "det_every"):
             value = getattr(args, option)
             if value is not None and value < 1:
                 raise CommandError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
+        if args.boxes is None and args.detector is None and not args.single_person:
+            raise CommandError(
+                "say where the people are: --detector NAME_OR_PATH, --boxes FILE_OR_FOLDER "
+                "or --single-person"
+            )
+        if args.boxes is not None and args.single_person:
+            raise CommandError("--boxes and --single-person exclude each other")
         try:
             videos = collect_videos(args.inputs)
             shard_index, shard_count = parse_shard(args.shard) if args.shard else (0, 1)
@@ -345,7 +411,14 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         device = _device(args.device)
         if device == "cuda" and world_size > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"  # one device per process
-        model, config = _load_checkpoint(args.checkpoint, args.config)
+        try:
+            checkpoint = resolve_checkpoint(args.checkpoint)
+            detector = (
+                None if args.detector is None else build_detector(args.detector, device=device)
+            )
+        except (FileNotFoundError, ValueError, ImportError, DownloadError) as error:
+            raise CommandError(str(error)) from None
+        model, config = _load_checkpoint(str(checkpoint), args.config)
         try:
             predictor = build_predictor(
                 model,
@@ -365,19 +438,45 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
 
         def boxes_for(video: Path):
             if args.single_person:
-                return SinglePersonBoxes()
+                return SinglePersonBoxes(
+                    detector=detector, score_threshold=args.det_thr, every=args.det_every
+                )
+            if detector is not None:
+                return DetectorBoxes(detector, score_threshold=args.det_thr, every=args.det_every)
             name = video_name(video)
             file = detection_file_for(args.boxes, name)
             return read_detections(file, video=name, score_threshold=threshold)
 
+        if detector is not None:
+            note = f"detector {detector.description}, threshold {args.det_thr}"
+            note += f", every {args.det_every} frames" if args.det_every > 1 else ""
+            note = f"single person, {note}" if args.single_person else note
+        else:
+            note = "single person" if args.single_person else f"detections: {args.boxes}"
+        pose_threshold = args.pose_thr
+        if pose_threshold is None:
+            pose_threshold = 0.2 if args.single_person and detector is None else 0.0
+        smoothing = None
+        if args.smooth == "oneeuro":
+            try:
+                smoothing = OneEuroSettings(
+                    min_cutoff=args.smooth_min_cutoff,
+                    beta=args.smooth_beta,
+                    d_cutoff=args.smooth_d_cutoff,
+                )
+            except ValueError as error:
+                raise CommandError(str(error)) from None
         options = ExtractOptions(
             render=args.render,
             track=not args.single_person,
             max_frames=args.max_frames,
             overwrite=args.overwrite,
             progress=not args.no_progress,
-            boxes_note="single person" if args.single_person else f"detections: {args.boxes}",
+            boxes_note=note,
             decoder=args.decoder,
+            seed=args.seed,
+            min_pose_score=pose_threshold,
+            smoothing=smoothing,
         )
 
         def report_failure(summary) -> None:
@@ -389,6 +488,45 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
         )
         print(format_report(report))
         return 1 if report.failures else 0
+
+    parser.set_defaults(handler=handler)
+
+
+def _add_import_weights(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "import-weights",
+        help="turn a public ViTPose checkpoint into a vidpose checkpoint",
+        description="Convert a ViTPose checkpoint (mmpose 0.x or 1.x layout, classic "
+        "decoder, COCO-17) into a vidpose checkpoint of the single-frame heatmap model, "
+        "ready for extract and test and as the backbone initialisation of temporal models. "
+        "SRC is a .pth file or a name (vitpose-s, vitpose-b, vitpose-l, vitpose-h: "
+        "mmpose's public checkpoints, fetched on first use). See docs/extraction.md.",
+    )
+    parser.add_argument("source", metavar="SRC", help="ViTPose .pth file or name")
+    parser.add_argument("--out", required=True, help="the vidpose .safetensors to write")
+    parser.add_argument(
+        "--num-heads",
+        type=int,
+        help="attention heads, for a ViT width that is none of ViTPose-S/B/L/H",
+    )
+
+    def handler(args: argparse.Namespace) -> int:
+        from vidpose.inference.downloads import DownloadError
+        from vidpose.inference.pretrained import import_weights
+
+        try:
+            out, report = import_weights(args.source, args.out, num_heads=args.num_heads)
+        except (FileNotFoundError, ValueError, DownloadError) as error:
+            raise CommandError(str(error)) from None
+        backbone = report.config["model"]["backbone"]
+        print(
+            f"vidpose import-weights: {args.source} ({report.layout} layout, ViT "
+            f"{backbone['embed_dim']} wide x {backbone['depth']} blocks, input "
+            f"{report.config['data']['input_size']}) -> {out}"
+        )
+        for note in report.notes:
+            print(f"  {note}")
+        return 0
 
     parser.set_defaults(handler=handler)
 
@@ -671,6 +809,7 @@ COMMANDS = (
     _add_test,
     _add_eval,
     _add_extract,
+    _add_import_weights,
     _add_visualize,
     _add_synth,
     _add_demo,

@@ -59,6 +59,10 @@ class DataConfig:
     box_padding: float = 1.25  # person boxes are enlarged by this factor
     sigma: float = 2.0  # Gaussian target radius in heatmap pixels
     encoding: Literal["gaussian", "udp"] = "gaussian"
+    # heatmap decoding: argmax + DARK refinement ("dark") or the integer argmax ("none");
+    # a decoding choice, changeable without retraining (the CAL head decodes with its
+    # offsets and does not read it)
+    refine: Literal["dark", "none"] = "dark"
     val_boxes: str = "gt"  # "gt" or a detections file (COCO results format)
     det_score_threshold: float = 0.0
     # augmentation (training only)
@@ -94,7 +98,12 @@ class BackboneConfig:
     depth: int | None = None
     num_heads: int | None = None
     drop_path_rate: float = 0.1
-    checkpoint: str = ""  # local weights file (timm, MAE or ViTPose key names); "" = random init
+    # local weights file (timm, MAE, ViTPose or vidpose key names) a training run starts
+    # from (load_initial_weights; inference never reads it); "" = random init
+    checkpoint: str = ""
+    # zero padding of the patch embedding, pixels per side: 2 for ViTPose weights
+    # (ViTPose embeds patches with padding 2), 0 = timm's plain patches
+    patch_padding: int = 0
 
 
 @dataclass
@@ -146,16 +155,191 @@ class TFPoseConfig:
 
 
 @dataclass
+class CalConfig:
+    """Heatmap + offset with confidence-aware learning (CAL; Wang et al., "Low-resolution
+    human pose estimation", Pattern Recognition 2022, arXiv 2109.09090).
+
+    Defaults are the paper's (offsets (joint - pixel) / 1.5 within 4 heatmap pixels, one
+    Gaussian fitted to the batch's argmax errors, a 7 x 7 window); the window and
+    covariance handling where the paper is silent are ours (docs/architecture.md)."""
+
+    offset_radius: float = 4.0  # heatmap pixels: offset targets and loss within this distance
+    offset_scale: float = 1.5  # offsets are (joint - pixel) / scale; decode p + scale * offset(p)
+    # the confidence-aware weight on the offset loss (CAL); false: every pixel within
+    # the radius weighs 1 (the plain heatmap + offset baseline)
+    confidence: bool = True
+    components: int = 1  # Gaussians fitted to the argmax errors (1: exact; more: EM)
+    window: int = 7  # odd side of the pixel window around each joint's integer peak
+    # two-stage training: fine-tune only this branch, everything else frozen (null: all
+    # parameters train)
+    train_only: Literal["heatmaps", "offsets"] | None = None
+    # a vidpose checkpoint of this model (e.g. the first stage's latest.safetensors)
+    # whose weights start a training run (read when it starts, never on resume or at
+    # inference); "" = the usual initialisation
+    init_from: str = ""
+
+    def __post_init__(self) -> None:
+        if self.offset_radius <= 0 or self.offset_scale <= 0:
+            raise ConfigError(
+                f"model.cal: offset_radius and offset_scale must be positive, got "
+                f"{self.offset_radius} and {self.offset_scale}"
+            )
+        if self.components < 1:
+            raise ConfigError(f"model.cal.components: expected >= 1, got {self.components}")
+        if self.window < 1 or self.window % 2 == 0:
+            raise ConfigError(f"model.cal.window: expected an odd size >= 1, got {self.window}")
+
+
+@dataclass
+class DiffusionPoseConfig:
+    """Structure-guided coordinate diffusion (DiffusionPose, Qiu et al., arXiv 2306.17074).
+
+    The paper gives the U-Net widths (64/128/256, down to 1/8), DaViT's attention (7 x 7
+    windows, 8 groups) and the coarse start; zeta, the mask widths, the block count and
+    the sampler are ours (docs/architecture.md, "The DiffusionPose head")."""
+
+    timesteps: int = 1000
+    schedule: Literal["linear", "cosine"] = "cosine"
+    # zeta: keypoints normalised to the crop ([-1, 1]) are scaled to [-zeta, zeta]
+    signal_scale: float = 2.0
+    keypoint_radius: float = 1.0  # delta_kps: disc radius around each noisy point, heatmap px
+    limb_radius: float = 1.0  # delta_ske: half-width of each limb segment, heatmap px
+    attention_groups: int = 8  # SC-CA channel groups and window-attention heads (DaViT: 8)
+    window: int = 7  # SC-CA window side (DaViT: 7), capped at the heatmap grid's sides
+    unet_channels: tuple[int, ...] = (64, 128, 256)  # SGDD widths at 1, 1/2, 1/4 (2x at 1/8)
+    unet_blocks: int = 2  # FiLM residual blocks per U-Net level
+    sampling_steps: int = 1  # DDIM steps at inference (any value works without retraining)
+    hypotheses: int = 1  # starts per clip, averaged at inference
+    eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
+    # where sampling starts: "noise" (measured best on the tiny model), "coarse" (the
+    # coarse head's keypoints noised to coarse_start by q_sample: the paper's sampling
+    # initialisation, which its paper-scale configs use) or "coarse_exact" (those
+    # keypoints themselves, no noise)
+    init: Literal["noise", "coarse", "coarse_exact"] = "noise"
+    # the coarse inits start at t = round(coarse_start * (timesteps - 1))
+    coarse_start: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.signal_scale <= 0 or self.keypoint_radius <= 0 or self.limb_radius <= 0:
+            raise ConfigError(
+                "model.diffusionpose: signal_scale, keypoint_radius and limb_radius must be "
+                f"positive, got {self.signal_scale}, {self.keypoint_radius}, {self.limb_radius}"
+            )
+        if not self.unet_channels or any(width < 1 for width in self.unet_channels):
+            raise ConfigError(
+                "model.diffusionpose.unet_channels: expected one or more positive widths, "
+                f"got {list(self.unet_channels)}"
+            )
+        if self.unet_channels[0] % 2:
+            raise ConfigError(
+                "model.diffusionpose.unet_channels: the first width is the sinusoidal time "
+                f"embedding's and must be even, got {self.unet_channels[0]}"
+            )
+
+
+@dataclass
+class PCTConfig:
+    """Pose as compositional tokens (PCT, Geng et al., CVPR 2023): stage I, the pose
+    tokenizer (``model.head: pct_tokenizer``, trained from keypoints alone), and stage
+    II, the token classifier (``model.head: pct``) over the frozen tokenizer.
+
+    The tokenizer sizes are read by both stages (stage II rebuilds the tokenizer and
+    copies the stage I weights in when training starts). Defaults are PCT's; the
+    re-seeding of dead entries, the per-joint score and ``downsample`` are ours."""
+
+    # tokenizer (stage I; stage II must use the same values)
+    tokens: int = 34  # M, tokens per pose
+    codebook_size: int = 2048  # V, codebook entries
+    token_dim: int = 512  # D, width of a token and of a codebook entry
+    encoder_hidden: int = 512  # width of the encoder's Mixer layers
+    encoder_layers: int = 4
+    encoder_token_hidden: int = 64  # inner width of the encoder's joint-mixing MLPs
+    encoder_channel_hidden: int = 512  # inner width of the encoder's channel MLPs
+    decoder_hidden: int = 32  # width of the decoder's Mixer layers
+    decoder_layers: int = 1
+    decoder_token_hidden: int = 64
+    decoder_channel_hidden: int = 64
+    mask_prob: float = 0.2  # training: each visible joint is hidden with this probability
+    ema_decay: float = 0.9  # the codebook's EMA decay
+    # an entry no training batch chose for this many steps is dead (reported by
+    # validation) and, with reseed, moved onto an encoder output of the batch
+    dead_after: int = 100
+    reseed: bool = True
+    # classifier (stage II)
+    tokenizer: str = ""  # the stage I checkpoint, read once when a stage II run starts
+    # a vidpose checkpoint (heatmap, diffusion, ...) whose backbone, temporal fusion and
+    # pyramid weights start a stage II run; "" = model.backbone.checkpoint / random
+    init_from: str = ""
+    freeze_backbone: bool = True  # freeze the backbone, temporal fusion and pyramid (PCT)
+    conv_channels: int = 256  # the classifier's convolution width
+    residual_blocks: int = 2
+    downsample: bool = False  # first residual block of stride 2 (PCT's stride-32 grid)
+    classifier_hidden: int = 64  # token width in the classifier's Mixer layers
+    classifier_layers: int = 4
+    classifier_token_hidden: int = 64
+    classifier_channel_hidden: int = 256
+    # keypoint scores: "paper" (mean top-1 logit over the tokens, one score per pose) or
+    # "per_joint" (each joint's decoder weights over the tokens' top-1 probabilities)
+    score: Literal["paper", "per_joint"] = "paper"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mask_prob < 1.0:
+            raise ConfigError(f"model.pct.mask_prob: expected [0, 1), got {self.mask_prob}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"model.pct.ema_decay: expected [0, 1), got {self.ema_decay}")
+        if min(self.tokens, self.codebook_size, self.token_dim, self.dead_after) < 1:
+            raise ConfigError(
+                "model.pct: tokens, codebook_size, token_dim and dead_after must be >= 1, got "
+                f"{self.tokens}, {self.codebook_size}, {self.token_dim}, {self.dead_after}"
+            )
+
+
+@dataclass
+class LMSFIConfig:
+    """Sizes of DiffPose's look-up interaction as published (``model.interaction:
+    diffpose``, vidpose/models/lmsfi.py). The paper gives no layer counts: these are
+    ours (docs/architecture.md, section 3)."""
+
+    # self-refinement of the features at every scale before the masking (Transformer
+    # layers at the coarsest scale, 3x3 convolutions at the finer ones; once per clip)
+    refine_layers: int = 1
+    fuse_layers: int = 1  # the same after the masking (per sampling step and hypothesis)
+
+    def __post_init__(self) -> None:
+        if self.refine_layers < 0 or self.fuse_layers < 0:
+            raise ConfigError(
+                "model.lmsfi: refine_layers and fuse_layers must be >= 0, got "
+                f"{self.refine_layers} and {self.fuse_layers}"
+            )
+
+
+@dataclass
 class ModelConfig:
     """Backbone, temporal fusion and head."""
 
-    head: Literal["diffusion", "heatmap", "tfpose"] = "diffusion"
+    head: Literal[
+        "diffusion", "heatmap", "tfpose", "cal", "diffusionpose", "pct_tokenizer", "pct"
+    ] = "diffusion"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    temporal: Literal["linear"] = "linear"
+    # "linear": frames mixed by one Linear (the author's final notes); "transformer":
+    # the paper's Transformer layers over all T frames' tokens first
+    temporal: Literal["linear", "transformer"] = "linear"
+    temporal_layers: int = 2  # Transformer layers of model.temporal: transformer
     decoder_dim: int = 128  # channels of the feature pyramid and of the head
+    # "pyramid": vidpose's feature pyramid (GroupNorm); "vitpose": ViTPose's classic
+    # decoder exactly (2 x deconv + BatchNorm + ReLU, then a 1x1 conv; head "heatmap"
+    # only), what `vidpose import-weights` builds for ViTPose checkpoints
+    decoder: Literal["pyramid", "vitpose"] = "pyramid"
     decoder_heads: int = 4  # attention heads of the denoiser's coarsest interaction
+    # the diffusion head's look-up interaction: "lookup" (vidpose's own,
+    # vidpose/models/interaction.py) or "diffpose" (the paper's LMSFI, sizes in lmsfi)
+    interaction: Literal["lookup", "diffpose"] = "lookup"
+    lmsfi: LMSFIConfig = field(default_factory=LMSFIConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     tfpose: TFPoseConfig = field(default_factory=TFPoseConfig)
+    cal: CalConfig = field(default_factory=CalConfig)
+    diffusionpose: DiffusionPoseConfig = field(default_factory=DiffusionPoseConfig)
+    pct: PCTConfig = field(default_factory=PCTConfig)
 
 
 @dataclass
@@ -163,11 +347,18 @@ class LossConfig:
     """Loss weights by term name (each head offers some of them: ``head.loss_names``;
     the weights of terms the model's head does not offer are not used)."""
 
-    heatmap: float = 1.0  # x0 estimate of the diffusion head, or the baseline head's heatmaps
+    # x0 estimate of the diffusion head, the baseline head's heatmaps, the CAL head's
+    # heatmaps (CAL's 0.5 x MSE: weight 0.5 in the CAL configs)
+    heatmap: float = 1.0
     coarse: float = 1.0  # the diffusion head's coarse heatmap branch
     keypoint: float = 1.0  # tfpose: L1 of every decoder layer's points (crop fractions)
     sigma: float = 1.0  # tfpose: Laplace NLL of the predicted per-joint error scale
     aux_heatmap: float = 50.0  # tfpose: the auxiliary heatmap MSE (TFPose's weight 50)
+    offset: float = 1.0  # cal: the (confidence-weighted) L1 of the offsets (CAL's w: 0.7 or 1)
+    reconstruction: float = 1.0  # pct_tokenizer: smooth-L1 of the reconstructed joints (px)
+    commitment: float = 15.0  # pct_tokenizer: MSE(e, sg[q]) (PCT's weight 15)
+    token: float = 1.0  # pct: cross-entropy of the token logits
+    joint: float = 1.0  # pct: smooth-L1 of the decoded joints (px)
 
 
 @dataclass

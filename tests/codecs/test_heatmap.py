@@ -124,3 +124,18 @@ def test_flip_rejects_a_bad_permutation() -> None:
 def test_build_codec_from_config() -> None:
     codec = build_codec(DataConfig(input_size=(128, 96), heatmap_stride=4, encoding="udp"))
     assert codec.heatmap_size == (32, 24) and codec.encoding == "udp"
+
+
+def test_refine_none_decodes_the_integer_argmax() -> None:
+    """The plain baseline of a decoder comparison: the same codec without DARK."""
+    keypoints = np.array([[41.5, 77.7]])  # heatmap (10.375, 19.425) with "gaussian"
+    heatmaps = torch.from_numpy(make_codec("gaussian").encode(keypoints, [True])[0])[None]
+    plain, scores = make_codec("gaussian", refine="none").decode(heatmaps)
+    np.testing.assert_allclose(plain[0].numpy(), [[10 * 4, 19 * 4]])  # the argmax pixel
+    refined, refined_scores = make_codec("gaussian").decode(heatmaps)
+    np.testing.assert_allclose(refined[0].numpy(), keypoints, atol=0.1)
+    torch.testing.assert_close(scores, refined_scores)
+    config = DataConfig(input_size=(128, 96), refine="none")
+    assert build_codec(config).refine == "none" and build_codec(DataConfig()).refine == "dark"
+    with pytest.raises(ValueError, match="refine"):
+        make_codec("gaussian", refine="taylor")

@@ -120,9 +120,14 @@ def test_writes_posetrack_json_and_csv_for_a_video_with_detections(
     first = [
         row for row in rows if row["frame"] == "0" and row["track"] == str(parsed.track_ids[0])
     ]
+    written = np.array([[float(row["x"] or "nan"), float(row["y"] or "nan")] for row in first])
+    # PoseTrack never annotates the ear slots: absent in the CSV, (0, 0, 0) in the JSON
+    ears = [POSETRACK.index("left_ear"), POSETRACK.index("right_ear")]
     np.testing.assert_allclose(
-        [[float(row["x"]), float(row["y"])] for row in first], parsed.keypoints[0, :, :2], atol=0.01
+        np.delete(written, ears, 0), np.delete(parsed.keypoints[0, :, :2], ears, 0), atol=0.01
     )
+    assert np.isnan(written[ears]).all() and np.isfinite(np.delete(written, ears, 0)).all()
+    assert all(person["keypoints"][9:15] == [0, 0, 0] * 2 for person in content["annotations"])
     marker = json.loads((out / "crossing.done").read_text())
     assert marker["frames"] == len(images)
 
@@ -148,12 +153,17 @@ def test_the_models_uncertainty_is_written_in_frame_pixels(make_predictor, tmp_p
     )
     assert abs(crop_to_frame - 1.0) > 0.1  # a 40-pixel-high box padded 1.25x: 50 of 64 pixels
     content = json.loads((tmp_path / "grey.json").read_text())
+    scored = np.asarray(POSETRACK.scored)
     for person in content["annotations"]:
-        np.testing.assert_allclose(person["keypoint_uncertainty"], [2.0 * crop_to_frame] * 17)
+        uncertainty = np.array(person["keypoint_uncertainty"], dtype=float)  # null: NaN
+        np.testing.assert_allclose(uncertainty[scored], 2.0 * crop_to_frame)
+        assert np.isnan(uncertainty[~scored]).all()  # the ears: never annotated, not written
     rows = read_csv(tmp_path / "grey.csv")
     assert len(rows) == 3 * 17
     np.testing.assert_allclose(
-        [float(row["uncertainty"]) for row in rows], 2.0 * crop_to_frame, atol=0.01
+        [float(row["uncertainty"]) for row in rows if row["uncertainty"]],
+        2.0 * crop_to_frame,
+        atol=0.01,
     )
 
 
@@ -173,13 +183,15 @@ def test_json_and_csv_agree_on_every_person_of_a_longer_video(make_predictor, tm
     from_csv = {
         (int(row["frame"]), int(row["track"]), row["joint"]): (float(row["x"]), float(row["y"]))
         for row in rows
+        if row["x"]  # the ears are never written (PoseTrack does not annotate them)
     }
-    names = POSETRACK.joint_names
+    scored = np.asarray(POSETRACK.scored)
+    names = [name for name, kept in zip(POSETRACK.joint_names, scored, strict=True) if kept]
     for frame, track, points in zip(
         parsed.person_frame, parsed.track_ids, parsed.keypoints, strict=True
     ):
         expected = [from_csv[(int(frame), int(track), name)] for name in names]
-        np.testing.assert_allclose(points[:, :2], expected, atol=0.006)
+        np.testing.assert_allclose(points[scored, :2], expected, atol=0.006)
 
 
 def test_track_ids_stay_stable_when_people_cross(make_predictor, tmp_path, crossing):
@@ -203,7 +215,7 @@ def test_track_ids_stay_stable_when_people_cross(make_predictor, tmp_path, cross
     for frame, people in enumerate(boxes):
         mine = parsed.person_frame == frame
         for track, points in zip(parsed.track_ids[mine], parsed.keypoints[mine], strict=True):
-            centre_x = points[:, 0].mean()
+            centre_x = points[np.asarray(POSETRACK.scored), 0].mean()
             walker = int(np.argmin(np.abs(people[:, 0] + people[:, 2] / 2 - centre_x)))
             assert identity.setdefault(walker, track) == track, f"id switch at frame {frame}"
     assert sorted(identity.values()) == [0, 1]

@@ -11,7 +11,9 @@ from vidpose.config import ConfigError, load_config
 from vidpose.data.skeleton import get_skeleton
 from vidpose.losses import build_criterion
 from vidpose.models.build import build_model
-from vidpose.models.heads import DiffusionHead, HeatmapHead, TFPoseHead
+from vidpose.models.heads import CalHead, DiffusionHead, HeatmapHead, TFPoseHead
+from vidpose.models.heads.diffusionpose import DiffusionPoseHead
+from vidpose.models.heads.pct import PCTHead
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 ALL_CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
@@ -26,8 +28,11 @@ def test_the_expected_configs_exist():
             assert f"{dataset}_vit_{size}_tfpose" in names
     assert {
         "synthetic_tiny", "synthetic_tiny_baseline", "synthetic_tiny_temporal_baseline",
-        "synthetic_tiny_tfpose",
+        "synthetic_tiny_tfpose", "synthetic_tiny_cal", "synthetic_tiny_cal_64x48",
     } <= names  # fmt: skip
+    for dataset in ("posetrack17", "posetrack18", "posetrack21", "coco"):
+        for size in ("64x48", "128x96", "256x192"):
+            assert f"{dataset}_vit_b_cal_{size}" in names
 
 
 @pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: str(p.relative_to(CONFIG_DIR)))
@@ -36,24 +41,31 @@ def test_config_builds(path):
     # Paper-scale models (ViT-H: 630M parameters) are built without memory.
     with torch.device("meta"):
         model = build_model(cfg)
+    if cfg.model.head == "pct_tokenizer":  # PCT's stage I: the tokenizer alone, no backbone
+        assert model.head.num_joints == get_skeleton(cfg.data.skeleton).num_joints
+        build_criterion(cfg, model.head)
+        return
     height, width = cfg.data.input_size
     stride = cfg.data.heatmap_stride
     assert model.num_frames == len(cfg.data.frame_offsets)
     assert model.temporal.key_frame_index == cfg.data.frame_offsets.index(0)
     assert model.backbone.grid_size == (height // 16, width // 16)
-    head_type = {"diffusion": DiffusionHead, "heatmap": HeatmapHead, "tfpose": TFPoseHead}
+    head_type = {
+        "diffusion": DiffusionHead, "heatmap": HeatmapHead, "tfpose": TFPoseHead, "cal": CalHead
+    }  # fmt: skip
+    head_type["diffusionpose"] = DiffusionPoseHead
+    head_type["pct"] = PCTHead
     assert isinstance(model.head, head_type[cfg.model.head])
     num_joints = get_skeleton(cfg.data.skeleton).num_joints
     if cfg.model.head == "tfpose":
         assert model.head.num_joints == num_joints
         assert model.head.input_size == (height, width)
         assert len(model.head.decoder) == cfg.model.tfpose.decoder_layers
+    elif cfg.model.head == "pct":
+        assert model.head.tokenizer.num_joints == num_joints
     else:
-        final_conv = (
-            model.head.predictor.layers[-1]
-            if cfg.model.head == "heatmap"
-            else model.head.coarse.layers[-1]
-        )
+        heatmap_branch = {"heatmap": "predictor", "cal": "heatmap_predictor"}
+        final_conv = getattr(model.head, heatmap_branch.get(cfg.model.head, "coarse")).layers[-1]
         assert final_conv.out_channels == num_joints
     assert (height // stride, width // stride) == tuple(
         4 * side for side in model.backbone.grid_size
@@ -99,6 +111,9 @@ def test_tiny_configs_run_a_forward_pass(path, generator):
         "heatmaps": torch.rand(2, 17, height // 4, width // 4, generator=generator),
         "keypoints": torch.rand(2, 17, 2, generator=generator) * torch.tensor([width, height]),
         "target_weight": torch.ones(2, 17),
+        # the CAL head's offset targets (HeatmapOffsetCodec)
+        "offsets": torch.randn(2, 34, height // 4, width // 4, generator=generator),
+        "offset_mask": torch.ones(2, 17, height // 4, width // 4),
     }
     outputs = model(frames, targets=targets, sample_seeds=torch.arange(2))
     losses = build_criterion(cfg, model.head)(outputs, targets)

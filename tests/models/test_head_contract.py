@@ -7,6 +7,8 @@ Heads are micro models of the configs in configs/ (64 x 48 input, 16 x 12 heatma
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -25,7 +27,23 @@ HEADS = {
     "heatmap": ("synthetic_tiny_temporal_baseline.yaml", []),
     "tfpose": ("synthetic_tiny_tfpose.yaml", ["model.tfpose.heads=2",
                                               "model.tfpose.ffn_dim=32"]),
+    # the tiny CAL config is single-frame; here on the same 3-frame clips as the others
+    "cal": ("synthetic_tiny_cal.yaml", ["data.frame_offsets=[-1,0,1]"]),
+    "diffusionpose": ("synthetic_tiny_diffusionpose.yaml",
+                      ["model.diffusionpose.sampling_steps=2", "model.diffusionpose.hypotheses=3",
+                       "model.diffusionpose.attention_groups=4"]),
+    # PCT's stage II over a micro tokenizer (M = 6 tokens, V = 16 entries of width 8)
+    "pct": ("synthetic_tiny_pct.yaml",
+            ["model.pct.tokens=6", "model.pct.codebook_size=16", "model.pct.token_dim=8",
+             "model.pct.encoder_hidden=16", "model.pct.encoder_layers=1",
+             "model.pct.encoder_token_hidden=8", "model.pct.encoder_channel_hidden=16",
+             "model.pct.decoder_hidden=8", "model.pct.decoder_token_hidden=8",
+             "model.pct.decoder_channel_hidden=8", "model.pct.conv_channels=8",
+             "model.pct.classifier_hidden=8", "model.pct.classifier_layers=1",
+             "model.pct.classifier_token_hidden=8", "model.pct.classifier_channel_hidden=8"]),
 }  # fmt: skip
+# The heads that answer in one pass (no trajectory to record).
+ONE_PASS = ("heatmap", "cal", "pct")
 # UDP codec: a mirrored heatmap grid is exactly the mirrored input (no sub-pixel shift),
 # so the mirror-equivariant model below can be built without the library's flip code.
 UDP = ["data.encoding=udp"]
@@ -34,7 +52,42 @@ UDP = ["data.encoding=udp"]
 def build(micro_config, head: str, *extra: str):
     base, overrides = HEADS[head]
     torch.manual_seed(0)
-    return build_model(micro_config(*overrides, *extra, base=base)).eval()
+    model = build_model(micro_config(*overrides, *extra, base=base)).eval()
+    if head == "cal":
+        # the offset branch starts at zero (the integer argmax); random offsets make the
+        # flip tests check how the offsets are mirrored
+        torch.nn.init.normal_(model.head.offset_predictor.layers[-1].weight, std=0.1)
+    if head == "pct":
+        # a stage II head decodes through a trained tokenizer (stage I)
+        model.head.tokenizer.load_state_dict(standing_pose_tokenizer(model.head.tokenizer))
+    return model
+
+
+_TOKENIZERS: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def standing_pose_tokenizer(tokenizer) -> dict[str, torch.Tensor]:
+    """The weights of a copy of PCT's ``tokenizer`` after 200 steps on the standing pose
+    of the crop-pixel test (jittered by up to 2 px): it reconstructs it to 0.4 px
+    (median). Computed once."""
+    if "standing" not in _TOKENIZERS:
+        pose = torch.tensor(
+            [[0.2 + 0.6 * (j % 5) / 4, 0.1 + 0.8 * (j // 5) / 3] for j in range(K)]
+        ) * torch.tensor([W_IN - 1.0, H_IN - 1.0])
+        fitted = copy.deepcopy(tokenizer).requires_grad_(True).train()
+        generator = torch.Generator().manual_seed(0)
+        optimizer = torch.optim.AdamW(fitted.parameters(), lr=1e-2, weight_decay=0.0)
+        visible = torch.ones(32, K, dtype=torch.bool)
+        for step in range(200):
+            keypoints = pose + (torch.rand(32, K, 2, generator=generator) - 0.5) * 4
+            outputs = fitted(keypoints, visible, torch.arange(32) + 100 * step)
+            targets = {"keypoints": keypoints, "target_weight": visible.float()}
+            terms = fitted.loss_terms(outputs, targets)
+            optimizer.zero_grad()
+            (terms["reconstruction"] + 15 * terms["commitment"]).backward()
+            optimizer.step()
+        _TOKENIZERS["standing"] = fitted.state_dict()
+    return _TOKENIZERS["standing"]
 
 
 @pytest.fixture
@@ -66,8 +119,8 @@ def test_every_head_answers_with_the_contract(micro_config, head, frames):
         assert step["scores"].shape == (B, hypotheses, K)
         for mask in step.get("masks", ()):
             torch.testing.assert_close(mask.sum((-2, -1)), torch.ones(B, hypotheses, K))
-    # the iterative heads record their search; the one-pass head has none to record
-    assert (len(answer.trajectory) > 0) == (head != "heatmap")
+    # the iterative heads record their search; the one-pass heads have none to record
+    assert (len(answer.trajectory) > 0) == (head not in ONE_PASS)
     # the same answer without the trajectory
     again = model.predict(frames, sample_seeds=seeds)
     assert again.trajectory is None
@@ -89,8 +142,10 @@ def test_a_head_trained_on_crop_pixel_targets_answers_in_crop_pixels(micro_confi
     weights = torch.ones(B, K)
     targets = {"keypoints": keypoints, "target_weight": weights}
     if model.head.codec is not None:
-        heatmaps = [model.head.codec.encode(pose.numpy(), np.ones(K, bool))[0]] * B
-        targets["heatmaps"] = torch.from_numpy(np.stack(heatmaps))
+        # the codec's named targets (heatmaps; offsets and their mask for CAL)
+        encoded = model.head.codec.targets(pose.numpy(), np.ones(K, bool))
+        for name in model.head.codec.target_names:
+            targets[name] = torch.from_numpy(np.stack([encoded[name]] * B))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     for step in range(120):
         outputs = model(frames, targets=targets, sample_seeds=torch.arange(B) + 10 * step)
@@ -118,17 +173,36 @@ def _names_permutation() -> torch.Tensor:
     return torch.tensor([names.index(name) for name in swapped])
 
 
+def mirror_offsets(offsets: torch.Tensor, swap: torch.Tensor) -> torch.Tensor:
+    """[B, 2K, H, W] joint-major offsets of a mirrored crop in the crop's frame, this
+    test's own way: flipped along x, joints swapped, x components negated (UDP)."""
+    batch, channels, height, width = offsets.shape
+    per_joint = offsets.reshape(batch, channels // 2, 2, height, width).flip(-1)[:, swap]
+    per_joint = per_joint * torch.tensor([-1.0, 1.0]).view(1, 1, 2, 1, 1)
+    return per_joint.reshape(offsets.shape)
+
+
 def mirror_equivariant(model, head: str):
     """``predict`` of a model made mirror-equivariant by averaging it with its mirror
     image, with this test's own mirroring: heatmaps flipped along x with channels
     swapped (exact with the UDP codec), keypoints at W_in - 1 - x with joints swapped.
-    For a heatmap head the symmetric heatmaps are decoded by its codec."""
+    For a heatmap head the symmetric heatmaps are decoded by its codec (for CAL with
+    its symmetric offsets)."""
     swap = _names_permutation()
 
     def predict(frames: torch.Tensor, **options) -> HeadPrediction:
         seeds = torch.zeros(len(frames), dtype=torch.long)  # the same noise for any input
         plain = model.predict(frames, sample_seeds=seeds)
         mirrored = model.predict(frames.flip(-1), sample_seeds=seeds)
+        if head == "cal":
+            heatmaps = 0.5 * (plain.heatmaps + mirrored.heatmaps.flip(-1)[:, swap])
+            offsets = 0.5 * (
+                plain.extras["offsets"] + mirror_offsets(mirrored.extras["offsets"], swap)
+            )
+            keypoints, scores = model.head.codec.decode(heatmaps, offsets)
+            return HeadPrediction(
+                keypoints=keypoints, scores=scores, heatmaps=heatmaps, extras={"offsets": offsets}
+            )
         if plain.heatmaps is not None and head != "tfpose":
             heatmaps = 0.5 * (plain.heatmaps + mirrored.heatmaps.flip(-1)[:, swap])
             keypoints, scores = model.head.codec.decode(heatmaps)

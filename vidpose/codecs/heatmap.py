@@ -18,7 +18,9 @@ The two encodings differ only in how input pixels map to heatmap pixels:
 Both encodings draw the Gaussian at the exact sub-pixel position (no rounding to the
 grid, the "unbiased encoding" of Zhang et al., "Distribution-Aware Coordinate
 Representation for Human Pose Estimation", CVPR 2020, section 3.2), and both decode
-with the DARK sub-pixel refinement of the same paper.
+with the DARK sub-pixel refinement of the same paper (``refine="dark"``) or, for the
+plain baseline of a comparison, with the integer argmax alone (``refine="none"``; the
+choice is a decoding option: a trained model switches without retraining).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from vidpose.config import DataConfig
 
 Encoding = Literal["gaussian", "udp"]
+Refinement = Literal["dark", "none"]
 
 
 class HeatmapCodec:
@@ -50,6 +53,9 @@ class HeatmapCodec:
         blur_sigma: standard deviation of the smoothing DARK applies before taking the
             log; None = ``sigma`` (the paper modulates with the target's own kernel);
             0 disables smoothing (exact for clean Gaussian maps, brittle on network output).
+        refine: sub-pixel refinement of the argmax in :meth:`decode`: "dark" (DARK's
+            Taylor step) or "none" (the integer argmax: the quantised decoding whose
+            error grows with the heatmap stride).
     """
 
     def __init__(
@@ -60,11 +66,14 @@ class HeatmapCodec:
         sigma: float = 2.0,
         encoding: Encoding = "gaussian",
         blur_sigma: float | None = None,
+        refine: Refinement = "dark",
     ) -> None:
         if encoding not in ("gaussian", "udp"):
             raise ValueError(
                 f"HeatmapCodec: encoding must be 'gaussian' or 'udp', got {encoding!r}"
             )
+        if refine not in ("dark", "none"):
+            raise ValueError(f"HeatmapCodec: refine must be 'dark' or 'none', got {refine!r}")
         if sigma <= 0:
             raise ValueError(f"HeatmapCodec: sigma must be positive, got {sigma}")
         if min(*input_size, *heatmap_size) < 2:
@@ -77,6 +86,7 @@ class HeatmapCodec:
         self.sigma = float(sigma)
         self.encoding: Encoding = encoding
         self.blur_sigma = self.sigma if blur_sigma is None else float(blur_sigma)
+        self.refine: Refinement = refine
         in_h, in_w = self.input_size
         map_h, map_w = self.heatmap_size
         if encoding == "udp":
@@ -88,7 +98,8 @@ class HeatmapCodec:
     def __repr__(self) -> str:
         return (
             f"HeatmapCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
-            f"sigma={self.sigma}, encoding={self.encoding!r}, blur_sigma={self.blur_sigma})"
+            f"sigma={self.sigma}, encoding={self.encoding!r}, blur_sigma={self.blur_sigma}, "
+            f"refine={self.refine!r})"
         )
 
     # ------------------------------------------------------------------ coordinates
@@ -179,7 +190,8 @@ class HeatmapCodec:
     # ------------------------------------------------------------------ decode
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keypoints and scores from heatmaps: argmax plus DARK sub-pixel refinement.
+        """Keypoints and scores from heatmaps: argmax plus DARK sub-pixel refinement
+        (``refine="dark"``), or the integer argmax alone (``refine="none"``).
 
         Args:
             heatmaps: [B, K, h, w] (any float dtype, any device).
@@ -199,7 +211,10 @@ class HeatmapCodec:
         scores, flat_index = heatmaps.reshape(batch, joints, -1).max(dim=-1)
         peak_x = (flat_index % map_w).float()
         peak_y = torch.div(flat_index, map_w, rounding_mode="floor").float()
-        offset = self._dark_offset(heatmaps, flat_index)
+        if self.refine == "dark":
+            offset = self._dark_offset(heatmaps, flat_index)
+        else:
+            offset = torch.zeros(batch, joints, 2, device=heatmaps.device)
         keypoints_map = torch.stack([peak_x, peak_y], dim=-1) + offset
         return self.heatmap_to_input(keypoints_map), scores
 
@@ -340,11 +355,13 @@ def _gaussian_blur(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def build_codec(data: DataConfig) -> HeatmapCodec:
-    """The codec described by a data config (input size, heatmap stride, sigma, encoding)."""
+    """The codec described by a data config (input size, heatmap stride, sigma, encoding,
+    the decoding's refinement)."""
     in_h, in_w = data.input_size
     return HeatmapCodec(
         input_size=(in_h, in_w),
         heatmap_size=(in_h // data.heatmap_stride, in_w // data.heatmap_stride),
         sigma=data.sigma,
         encoding=data.encoding,
+        refine=data.refine,
     )

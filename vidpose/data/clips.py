@@ -80,9 +80,13 @@ class ClipDataset(torch.utils.data.Dataset):
         labeled_only: with ``boxes``, use only frames marked ``is_labeled`` as key
             frames (the only ones any PoseTrack metric reads).
         seed: run seed of the augmentation.
+        load_images: decode and crop the frames; False: keypoints alone (models that
+            read poses only, ``needs_images`` False: PCT's tokenizer). Augmentation
+            draws the same crop either way.
 
     A sample is a dict:
-        frames: [T, 3, H, W] float32, ImageNet-normalised RGB crops.
+        frames: [T, 3, H, W] float32, ImageNet-normalised RGB crops ([0, 3, H, W]
+            without ``load_images``).
         heatmaps: [K, H/s, W/s] float32 target heatmaps (codec grid); only with a codec
             (in general: the codec's ``target_names``, made by ``codec.targets``).
         target_weight: [K] float32, 1 for annotated joints inside the crop.
@@ -115,6 +119,7 @@ class ClipDataset(torch.utils.data.Dataset):
         boxes: Mapping[int, Sequence[BoxLike]] | None = None,
         labeled_only: bool = True,
         seed: int = 0,
+        load_images: bool = True,
     ) -> None:
         offsets = tuple(int(offset) for offset in frame_offsets)
         if len(offsets) % 2 == 0 or 0 not in offsets:
@@ -143,6 +148,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.box_padding = float(box_padding)
         self.boxes = boxes
         self.seed = int(seed)
+        self.load_images = bool(load_images)
         self._upper_body = upper_body_joints(skeleton)
         # One int64 in shared memory: forked or spawned workers read the current epoch.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -256,7 +262,11 @@ class ClipDataset(torch.utils.data.Dataset):
             )
             crop = ClipTransform(center=center, scale=scale, box=box)
 
-        images = self._load_frames(video, self.frame_indices(video, frame_index))
+        images = (
+            self._load_frames(video, self.frame_indices(video, frame_index))
+            if self.load_images
+            else []  # the keypoints follow the same warp; no frame is decoded
+        )
         crops, crop_keypoints, crop_visible, affine = transform_clip(
             images,
             keypoints,
@@ -268,7 +278,12 @@ class ClipDataset(torch.utils.data.Dataset):
         used_box = (
             crop.box if crop.box is not None else center_scale_to_box(crop.center, crop.scale)
         )
-        sample: dict[str, Any] = {"frames": torch.from_numpy(prepare_frames(crops, jitter))}
+        frames = (
+            prepare_frames(crops, jitter)
+            if self.load_images
+            else np.zeros((0, 3, in_h, in_w), dtype=np.float32)
+        )
+        sample: dict[str, Any] = {"frames": torch.from_numpy(frames)}
         weights = inside_crop(crop_keypoints, crop_visible, self.input_size)
         if self.codec is not None:
             # the codec's named targets (heatmaps, offsets, ...) and its joint weights
@@ -342,6 +357,7 @@ def build_dataset(
     *,
     codec: HeatmapCodec | None = None,
     boxes: Mapping[int, Sequence[BoxLike]] | None = None,
+    load_images: bool = True,
 ) -> ClipDataset:
     """The clip dataset of ``split`` from already-read records and the data config.
 
@@ -354,6 +370,8 @@ def build_dataset(
         boxes: evaluation boxes keyed by image id. None with ``data.val_boxes: gt``
             means the ground-truth persons; with a detections file they are read with
             ``vidpose.data.boxes.load_boxes``.
+        load_images: False: keypoints without frames (``ClipDataset``; for models
+            whose ``needs_images`` is False).
     """
     if split not in ("train", "val"):
         raise ValueError(f"build_dataset: split must be 'train' or 'val', got {split!r}")
@@ -381,17 +399,22 @@ def build_dataset(
         box_padding=data.box_padding,
         boxes=None if train else boxes,
         seed=cfg.train.seed,
+        load_images=load_images,
     )
 
 
 def build_dataset_from_config(
-    cfg: Config, split: Literal["train", "val"], *, codec: HeatmapCodec | None = None
+    cfg: Config,
+    split: Literal["train", "val"],
+    *,
+    codec: HeatmapCodec | None = None,
+    load_images: bool = True,
 ) -> ClipDataset:
     """Read the split's annotations (``data.format``, ``data.root``,
-    ``data.{train,val}_annotations``) and build its clip dataset (``codec`` as in
-    :func:`build_dataset`)."""
+    ``data.{train,val}_annotations``) and build its clip dataset (``codec`` and
+    ``load_images`` as in :func:`build_dataset`)."""
     from vidpose.data.posetrack import read_dataset
 
     annotations = cfg.data.train_annotations if split == "train" else cfg.data.val_annotations
     videos = read_dataset(cfg.data.format, cfg.data.root, annotations)
-    return build_dataset(cfg, split, videos, codec=codec)
+    return build_dataset(cfg, split, videos, codec=codec, load_images=load_images)

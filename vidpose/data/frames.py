@@ -13,6 +13,11 @@ streaming iterator, and are safe to hand to ``torch.utils.data.DataLoader`` work
 Video decoding uses decord by default and falls back to PyAV when decord is not
 installed or cannot open the file (AV1, some truncated files). Every failure to read
 raises ``FrameReadError`` naming the file and the frame index.
+
+Frames come out as the video is shown: a phone video stored sideways with a display
+matrix (rotation metadata) is turned upright (:func:`upright`). Such a video is always
+read with PyAV, with a warning when decord was asked for: decord applies the matrix
+itself but returned 4 channels of shifted pixels for a rotated 64x48 video here.
 """
 
 from __future__ import annotations
@@ -167,6 +172,10 @@ class VideoFileSource:
         if self.backend in ("auto", "decord"):
             try:
                 self._reader = _DecordReader(self.path, self.threads)
+            except _RotatedVideo as error:
+                # decord turns such videos itself but mislays the pixels of some sizes
+                # (4 channels of shifted data at 48x64): PyAV reads them, turned upright
+                reasons.append(str(error))
             except ImportError as error:
                 if self.backend == "decord":
                     raise FrameReadError(
@@ -187,10 +196,14 @@ class VideoFileSource:
                 raise FrameReadError(
                     f"{self.path}: cannot open video {where}: {'; '.join(reasons)}"
                 ) from error
-            if reasons and self.backend == "auto":
+            if reasons and (self.backend == "auto" or self._rotated(reasons)):
                 warnings.warn(f"{self.path}: {reasons[0]}; reading it with PyAV", stacklevel=3)
         self._reader_pid = os.getpid()
         return self._reader
+
+    @staticmethod
+    def _rotated(reasons: list[str]) -> bool:
+        return any("display rotation" in reason for reason in reasons)
 
     def __len__(self) -> int:
         # The reader opened for counting stays open for the reads that follow (a
@@ -223,11 +236,21 @@ class VideoFileSource:
 # --------------------------------------------------------------------------- backends
 
 
+class _RotatedVideo(Exception):
+    """The video has a display rotation, which decord mishandles."""
+
+
 class _DecordReader:
     name = "decord"
 
     def __init__(self, path: Path, threads: int) -> None:
         import decord
+
+        turns = _display_turns(path)
+        if turns:
+            raise _RotatedVideo(
+                f"decord misreads videos with a display rotation ({90 * turns} degrees here)"
+            )
 
         # fault_tol=0: fail instead of silently repeating frames decord could not decode.
         self.reader = decord.VideoReader(
@@ -312,7 +335,7 @@ class _PyAVReader:
                 current = self._frame_index(frame)
                 self._next_index = current + 1
                 if current == index:
-                    return frame.to_ndarray(format="rgb24")
+                    return upright(frame)
                 if current > index:
                     break
         except BaseException:
@@ -352,7 +375,7 @@ class _PyAVReader:
         index = 0
         try:
             for frame in container.decode(container.streams.video[0]):
-                yield frame.to_ndarray(format="rgb24")
+                yield upright(frame)
                 index += 1
         except Exception as error:
             raise FrameReadError(
@@ -373,6 +396,30 @@ class _PyAVReader:
                 self._container.close()
             except Exception:
                 pass
+
+
+def _display_turns(path: Path) -> int:
+    """Quarter turns counter-clockwise of a video's display matrix (0 when none, or when
+    PyAV cannot tell): read from its first decoded frame."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                return (round(getattr(frame, "rotation", 0) or 0) // 90) % 4
+    except Exception:  # unreadable: the reader opened next reports it
+        return 0
+    return 0
+
+
+def upright(frame: Any) -> np.ndarray:
+    """A decoded PyAV frame as [H, W, 3] uint8 RGB, as the video is shown: turned by the
+    display matrix a phone writes for a video filmed upright or sideways (PyAV's
+    ``frame.rotation``, degrees counter-clockwise; decord applies it itself, so both
+    backends give the same picture)."""
+    array = frame.to_ndarray(format="rgb24")
+    turns = (round(getattr(frame, "rotation", 0) or 0) // 90) % 4
+    return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
 
 
 def _check_index(index: Any, length: int, name: Any) -> int:

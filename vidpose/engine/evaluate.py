@@ -195,7 +195,19 @@ def evaluate_model(
         steps, hypotheses, flip_test: default ``config.test``.
         out_dir: prediction files are written here (PoseTrack: one JSON per video,
             COCO: ``results.json``).
+
+    A PCT pose tokenizer (``model.head: pct_tokenizer``) has no image input: it is
+    evaluated by :func:`evaluate_tokenizer` instead (ground-truth poses only).
     """
+    if config.model.head == "pct_tokenizer":
+        if boxes not in (None, "gt"):
+            raise ValueError(
+                f"boxes={boxes!r}: a pose tokenizer reconstructs the ground-truth poses; "
+                "detections do not apply"
+            )
+        return evaluate_tokenizer(
+            config, model, out_dir=out_dir, device=device, show_progress=show_progress
+        )
     from vidpose.data.boxes import load_boxes
     from vidpose.data.clips import build_dataset
     from vidpose.data.posetrack import read_dataset
@@ -283,3 +295,109 @@ def _posetrack_summary(report, skeleton: Skeleton) -> dict[str, float]:
         if group != "Total":
             summary[f"AP_{group}"] = float(value)
     return summary
+
+
+@torch.no_grad()
+def evaluate_tokenizer(
+    config: Config,
+    model: nn.Module,
+    *,
+    out_dir: str | Path,
+    device: torch.device | str = "cpu",
+    show_progress: bool = True,
+) -> EvaluationResult:
+    """Evaluate PCT's pose tokenizer (stage I) on the validation split's poses.
+
+    Every ground-truth person of the split is cropped as for evaluation (no frame is
+    decoded), tokenised and decoded back in eval mode (no joint masking, no codebook
+    update). Summary (also written to ``out_dir/reconstruction.json``):
+
+    - "reconstruction_px", "reconstruction_px_median": mean and median distance of the
+      visible joints to their reconstruction, input-crop pixels;
+    - "perplexity": exp(entropy) of the token ids chosen over the split (V at most);
+    - "codebook_used": entries chosen at least once over the split;
+    - "dead_entries": entries no training batch chose for ``model.pct.dead_after`` steps
+      (the training state; 0 right after re-seeding), "reseeded_entries": entries
+      re-seeded so far.
+
+    The main metric is -reconstruction_px (higher is better, as every main metric).
+
+    Args:
+        model: a ``PoseTokenizerModel`` (``vidpose.models.build.build_model``).
+        out_dir: where ``reconstruction.json`` is written.
+    """
+    from dataclasses import replace
+
+    from vidpose.data.clips import build_dataset
+    from vidpose.data.json_fields import write_json_atomic
+    from vidpose.data.posetrack import read_dataset
+    from vidpose.models.heads.pct_tokenizer import codebook_perplexity
+
+    device = torch.device(device)
+    out_dir = Path(out_dir)
+    data = config.data
+    skeleton = get_skeleton(data.skeleton)
+    videos = read_dataset(data.format, data.root, data.val_annotations)
+    ground_truth = replace(config, data=replace(data, val_boxes="gt"))
+    dataset = build_dataset(ground_truth, "val", videos, load_images=False)
+    tokenizer = model.head
+    model.eval()
+    loader = DataLoader(dataset, batch_size=config.test.batch_size, shuffle=False)
+    joints = skeleton.num_joints
+    joint_error = torch.zeros(joints, dtype=torch.float64)
+    joint_count = torch.zeros(joints, dtype=torch.float64)
+    usage = torch.zeros(tokenizer.codebook_size, dtype=torch.float64)
+    errors = []
+    for batch in tqdm(loader, desc="reconstruct", disable=not show_progress, dynamic_ncols=True):
+        keypoints = batch["keypoints"].to(device)
+        visible = batch["target_weight"].to(device) > 0
+        outputs = tokenizer(keypoints, visible)
+        distance = (outputs["keypoints"].float() - keypoints.float()).norm(dim=-1)  # [B, K]
+        distance = torch.where(visible, distance, 0.0).double().cpu()
+        errors.append(distance[visible.cpu()])
+        joint_error += distance.sum(0)
+        joint_count += visible.double().sum(0).cpu()
+        ids = outputs["token_ids"].flatten().cpu()
+        usage += torch.bincount(ids, minlength=tokenizer.codebook_size).double()
+    every = torch.cat(errors) if errors else torch.zeros(0, dtype=torch.float64)
+    if every.numel() == 0:
+        raise ValueError(
+            f"the validation split ({data.root}/{data.val_annotations}) has no visible joint "
+            "to reconstruct"
+        )
+    summary = {
+        "reconstruction_px": float(every.mean()),
+        "reconstruction_px_median": float(every.median()),
+        "perplexity": codebook_perplexity(usage),
+        "codebook_used": float((usage > 0).sum()),
+        "dead_entries": float(tokenizer.codebook.dead_entries()),
+        "reseeded_entries": float(tokenizer.codebook.reseeded.sum()),
+    }
+    per_joint = (joint_error / joint_count.clamp_min(1)).tolist()
+    lines = [
+        f"PCT tokenizer: {len(dataset)} ground-truth poses reconstructed "
+        f"({int(joint_count.sum())} visible joints)",
+        f"  reconstruction error  {summary['reconstruction_px']:.3f} px mean, "
+        f"{summary['reconstruction_px_median']:.3f} px median (input-crop pixels)",
+        f"  codebook              perplexity {summary['perplexity']:.1f}, "
+        f"{int(summary['codebook_used'])} of {tokenizer.codebook_size} entries used, "
+        f"{int(summary['dead_entries'])} dead, {int(summary['reseeded_entries'])} re-seeded",
+        "  per joint (px): "
+        + ", ".join(
+            f"{name} {error:.2f}"
+            for name, error, count in zip(
+                skeleton.joint_names, per_joint, joint_count.tolist(), strict=True
+            )
+            if count > 0
+        ),
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "reconstruction.json", summary)
+    return EvaluationResult(
+        summary,
+        -summary["reconstruction_px"],
+        out_dir,
+        "ground truth",
+        "\n".join(lines),
+        report={"per_joint_px": dict(zip(skeleton.joint_names, per_joint, strict=True))},
+    )

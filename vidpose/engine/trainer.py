@@ -139,10 +139,20 @@ class ResumeMismatch(ValueError):
 
 # Model settings that only choose how a trained model samples: a resumed run may change them.
 _SAMPLER_FIELDS = ("sampling_steps", "hypotheses", "eta", "init", "coarse_start")
+# Files only a run's start reads (load_initial_weights): its checkpoints hold their
+# weights since, so a resumed run may name them differently.
+_START_FILES = ("tokenizer", "init_from", "checkpoint")  # checkpoint: model.backbone's
 
 
 # The config sections that belong to one head: only the model's own head reads its section.
-_HEAD_SECTIONS = {"diffusion": "diffusion", "tfpose": "tfpose"}
+_HEAD_SECTIONS = {
+    "diffusion": "diffusion",
+    "tfpose": "tfpose",
+    "pct": "pct",
+    "pct_tokenizer": "pct",  # both PCT stages read model.pct
+    "cal": "cal",
+    "diffusionpose": "diffusionpose",
+}
 
 
 def _model_settings(model: dict[str, Any]) -> dict[str, Any]:
@@ -150,14 +160,15 @@ def _model_settings(model: dict[str, Any]) -> dict[str, Any]:
     sampler defaults, and no settings of other heads than the model's (a heatmap head
     has no diffusion settings, a diffusion head no tfpose settings)."""
     settings = {}
-    others = {section for head, section in _HEAD_SECTIONS.items() if head != model["head"]}
+    own = _HEAD_SECTIONS.get(model["head"])
+    others = {section for section in _HEAD_SECTIONS.values() if section != own}
 
     def walk(tree: dict[str, Any], prefix: str) -> None:
         for key, value in tree.items():
             if isinstance(value, dict):
                 if not (prefix == "model" and key in others):
                     walk(value, f"{prefix}.{key}")
-            elif key not in _SAMPLER_FIELDS:
+            elif key not in _SAMPLER_FIELDS and key not in _START_FILES:
                 settings[f"{prefix}.{key}"] = value
 
     walk(model, "model")
@@ -208,7 +219,7 @@ def train(
     """
     from vidpose.data.clips import build_dataset_from_config
     from vidpose.losses import build_criterion
-    from vidpose.models.build import build_model
+    from vidpose.models.build import build_model, load_initial_weights
 
     context = context or context_from_environment(device)
     work_dir = Path(work_dir)
@@ -216,9 +227,14 @@ def train(
     torch.manual_seed(train_cfg.seed)
 
     model = build_model(config).to(context.device)
+    if not resume:
+        load_initial_weights(model, config)  # e.g. PCT's stage I tokenizer
     criterion = build_criterion(config, model.head)
     # the dataset encodes the targets of the head's codec (none for keypoint-only heads)
-    dataset = build_dataset_from_config(config, "train", codec=model.head.codec)
+    # and decodes no frames for a model that reads poses alone (PCT's tokenizer)
+    dataset = build_dataset_from_config(
+        config, "train", codec=model.head.codec, load_images=model.needs_images
+    )
     sampler = GlobalBatchSampler(
         len(dataset),
         global_batch=train_cfg.batch_size,

@@ -38,8 +38,19 @@ a folder of images):
   without one). The JSON carries the same numbers as ``keypoint_uncertainty``, a
   field the official PoseTrack tools ignore.
 - ``<name>.mp4`` (with ``render``): H.264 overlay with skeletons and track ids.
-- ``<name>.done``: written last, when every output is complete; a re-run skips the
-  video when it exists.
+- ``<name>.done``: written last, when every output is complete, with the outputs'
+  provenance; a re-run skips the video when it exists and its provenance matches.
+
+The same answer every time: the sampler's noise is seeded per video and frame
+(:func:`frame_seed`), so a frame's keypoints do not depend on the videos or frames
+processed before it; joints the skeleton never annotates (``Skeleton.scored``) are
+written as absent (NaN keypoints: (0, 0, 0) in the JSON, empty in the CSV); a run
+holds a lock on ``<name>.lock`` while it writes a video (``VideoLock``), so two runs
+on one folder never write the same video; and ``.done`` records what produced the
+outputs (:func:`provenance`): a re-run with another model, video or settings redoes
+the video (:func:`stale_reason` says why) instead of keeping stale outputs. Optional:
+a pose-score floor (``min_pose_score``: no person where the model sees nobody) and
+One Euro smoothing per track (``vidpose.inference.smoothing``).
 
 What a crash keeps: the CSV has every finished frame; after a Python exception
 (including Ctrl-C and a read error) the JSON also has every finished frame; after a
@@ -50,7 +61,9 @@ are partial, and the video is processed from its first frame again on the next r
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import os
 import time
 from collections import deque
@@ -76,10 +89,12 @@ from vidpose.inference.outputs import (
     FrameResult,
     JsonOutput,
     OverlayOutput,
+    VideoLock,
     output_paths,
 )
 from vidpose.inference.person_boxes import PersonBoxSource
 from vidpose.inference.predictor import VideoPosePredictor
+from vidpose.inference.smoothing import KeypointSmoother, OneEuroSettings
 from vidpose.inference.tracker import PoseTracker
 
 
@@ -164,13 +179,23 @@ class ExtractOptions:
         overwrite: process videos that have a ``.done`` marker again.
         progress: show a tqdm bar per video (frames/s and persons/s).
         boxes_note: what the boxes were (e.g. "detections: dets.json"), recorded in the
-            JSON's ``vidpose`` section (evaluations print it).
+            JSON's ``vidpose`` section (evaluations print it) and in the ``.done`` marker.
         render_threshold: joints scoring below this are drawn as rings in the overlay.
         decoder: video decoder (``vidpose.data.frames.VideoFileSource``): "pyav"
             (default: extraction reads frames in order, and PyAV's memory stays flat
             with the video's length; decord held 653 MiB of frames ahead on a
             1280x720 file, see docs/benchmarks.md, section c), "decord", or "auto"
             (decord, PyAV when decord cannot open the file).
+        seed: the base of every frame's sampling seed (``frame_seed``: one per video
+            name and frame, so a frame's keypoints are the same whatever ran before).
+        min_pose_score: a person whose mean score over the skeleton's scored joints is
+            below this is not written (nor tracked): single-person mode's way of saying
+            "nobody here" without a detector. 0 keeps everyone.
+        smoothing: One Euro filter settings (``vidpose.inference.smoothing``) applied
+            per track to the written keypoints; None: the model's keypoints as they are.
+        provenance: more entries for the ``.done`` marker's record of what produced
+            the outputs (e.g. the checkpoint file); a re-run whose record differs redoes
+            the video instead of skipping it.
     """
 
     render: bool = False
@@ -183,6 +208,10 @@ class ExtractOptions:
     boxes_note: str = ""
     render_threshold: float = 0.3
     decoder: str = "pyav"
+    seed: int = 0
+    min_pose_score: float = 0.0
+    smoothing: OneEuroSettings | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -192,7 +221,9 @@ class VideoSummary:
     Attributes:
         video: the input path.
         name: the output name.
-        status: "done", "skipped" (a ``.done`` marker existed) or "failed".
+        status: "done", "skipped" (a ``.done`` marker of the same provenance existed),
+            "locked" (another run is writing this video's outputs now: left alone) or
+            "failed".
         frames: frames finished (and written).
         persons: person detections processed.
         seconds: wall time.
@@ -201,6 +232,8 @@ class VideoSummary:
         max_buffered_frames: the ring buffer's high-water mark.
         decoder: the video decoder that read the frames ("pyav" or "decord"; None
             when the frames were passed in, or none was read).
+        note: why a video with a ``.done`` marker was redone (its outputs came from
+            another model, video or settings), else None.
     """
 
     video: Path
@@ -213,6 +246,7 @@ class VideoSummary:
     outputs: list[Path] = field(default_factory=list)
     max_buffered_frames: int = 0
     decoder: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -257,8 +291,9 @@ def extract_video(
             skeleton's OKS sigmas, when ``options.track``).
 
     Returns:
-        The summary; status "skipped" when a ``.done`` marker exists (and not
-        ``options.overwrite``).
+        The summary; status "skipped" when a ``.done`` marker of the same provenance
+        exists (and not ``options.overwrite``), "locked" when another process is
+        writing this video's outputs.
 
     Raises:
         FrameReadError: a frame could not be read (file and frame named); the frames
@@ -269,11 +304,37 @@ def extract_video(
     video = Path(video)
     name = video_name(video)
     paths = output_paths(out_dir, name)
-    if paths["done"].exists() and not options.overwrite:
-        return VideoSummary(video, name, "skipped", outputs=[paths["done"]])
-    paths["done"].unlink(missing_ok=True)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    produced_by = provenance(
+        video, predictor, options, boxes=boxes, given_frames=frames is not None
+    )
+    with VideoLock(paths["lock"]) as lock:
+        if not lock.acquired:
+            return VideoSummary(video, name, "locked", outputs=[paths["lock"]])
+        # checked under the lock: a run that held it may have just finished the video
+        stale = stale_reason(paths["done"], produced_by)
+        if paths["done"].exists() and stale is None and not options.overwrite:
+            return VideoSummary(video, name, "skipped", outputs=[paths["done"]])
+        paths["done"].unlink(missing_ok=True)
+        summary = _extract_locked(
+            video, name, paths, predictor, boxes, options, frames, tracker, produced_by
+        )
+        summary.note = stale if stale and stale != "no .done marker" else None
+        return summary
 
+
+def _extract_locked(
+    video: Path,
+    name: str,
+    paths: dict[str, Path],
+    predictor: VideoPosePredictor,
+    boxes: PersonBoxSource,
+    options: ExtractOptions,
+    frames: Iterable[np.ndarray] | None,
+    tracker: PoseTracker | None,
+    produced_by: dict[str, Any],
+) -> VideoSummary:
+    """``extract_video`` once this process holds the video's lock."""
     source = None
     if frames is None:
         source = open_frames(video, backend=options.decoder)
@@ -284,6 +345,10 @@ def extract_video(
         total = options.max_frames if total is None else min(total, options.max_frames)
     if tracker is None and options.track:
         tracker = PoseTracker(sigmas=np.asarray(predictor.skeleton.sigmas))
+    fps = video_fps(video)
+    smoother = None
+    if options.smoothing is not None:
+        smoother = KeypointSmoother(fps=fps, settings=options.smoothing)
 
     json_output = JsonOutput(
         paths["json"],
@@ -300,7 +365,7 @@ def extract_video(
     if options.render:
         overlay = OverlayOutput(
             paths["mp4"],
-            fps=video_fps(video),
+            fps=fps,
             skeleton=predictor.skeleton,
             threshold=options.render_threshold,
         )
@@ -309,6 +374,8 @@ def extract_video(
     progress = _progress_bar(name, total, enabled=options.progress)
 
     def finish(result: FrameResult, frame: np.ndarray) -> None:
+        if smoother is not None and result.num_people:
+            result.keypoints = smoother(result.frame_index, result.track_ids, result.keypoints)
         json_output.add(result)
         csv_output.add(result)
         if overlay is not None:
@@ -321,11 +388,10 @@ def extract_video(
             progress.set_postfix_str(f"{summary.persons / elapsed:.1f} persons/s", refresh=False)
             progress.update(1)
 
+    frame_step = _FrameStep(video, name, predictor, boxes, tracker, options)
     completed = False
     try:
-        ring = _stream(
-            video, frames, predictor=predictor, boxes=boxes, tracker=tracker, finish=finish
-        )
+        ring = _stream(video, frames, predictor=predictor, step=frame_step, finish=finish)
         summary.max_buffered_frames = ring.high_water
         completed = True
     finally:
@@ -351,9 +417,161 @@ def extract_video(
         "persons": summary.persons,
         "seconds": round(summary.seconds, 3),
         "outputs": [str(path) for path in summary.outputs],
+        "produced_by": produced_by,
     }
     write_json_atomic(paths["done"], marker)
     return summary
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def frame_seed(name: str, frame: int, base: int = 0) -> int:
+    """The sampling seed of frame ``frame`` of the video named ``name``: a hash of the
+    three, so each frame draws the same noise whether its video runs alone, after
+    others, in another shard or after a crash (one generator shared across a run made
+    a frame's keypoints depend on everything sampled before it)."""
+    digest = hashlib.sha256(f"{base}/{name}/{frame}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def provenance(
+    video: Path,
+    predictor: VideoPosePredictor,
+    options: ExtractOptions,
+    *,
+    boxes: Any = None,
+    given_frames: bool = False,
+) -> dict[str, Any]:
+    """What produces a video's outputs, recorded in its ``.done`` marker: the video file
+    (size and modification time; for a folder of images, their count, total size and
+    latest time), the model (``VideoPosePredictor.fingerprint``: weights and sampling
+    settings), where the boxes come from (a detections file by its SHA-256), and the
+    settings that change the numbers."""
+    record: dict[str, Any] = {
+        "video": None if given_frames else _file_state(video),
+        "model": predictor.fingerprint(),
+        "boxes": options.boxes_note,
+        "seed": options.seed,
+        "max_frames": options.max_frames,
+        "min_pose_score": options.min_pose_score,
+        "smoothing": None if options.smoothing is None else vars(options.smoothing),
+    }
+    detections = getattr(boxes, "source", None)
+    if isinstance(detections, str) and Path(detections).is_file():
+        # by content: a detections file rewritten unchanged (the demo does) is the same
+        record["boxes_file"] = hashlib.sha256(Path(detections).read_bytes()).hexdigest()
+    record.update(options.provenance)
+    return json.loads(json.dumps(record, default=str))  # as the marker will read back
+
+
+def _file_state(path: Path) -> dict[str, Any] | None:
+    if path.is_dir():
+        files = [p for p in path.iterdir() if p.is_file()]
+        stats = [p.stat() for p in files]
+        return {
+            "files": len(files),
+            "size": sum(s.st_size for s in stats),
+            "mtime_ns": max((s.st_mtime_ns for s in stats), default=0),
+        }
+    if path.is_file():
+        stat = path.stat()
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return None
+
+
+def stale_reason(marker: Path, produced_by: dict[str, Any]) -> str | None:
+    """Why a ``.done`` marker does not vouch for outputs that ``produced_by`` would make
+    (the differing entries named), or None when it does."""
+    if not marker.is_file():
+        return "no .done marker"
+    try:
+        recorded = json.loads(marker.read_text()).get("produced_by")
+    except (OSError, ValueError, AttributeError):
+        return "its .done marker is unreadable"
+    if recorded is None:
+        return "its .done marker records no provenance (an older vidpose)"
+    differing = sorted(
+        key for key in set(recorded) | set(produced_by) if recorded.get(key) != produced_by.get(key)
+    )
+    if not differing:
+        return None
+    return f"outputs were made with another {', '.join(differing)}; redone"
+
+
+# --------------------------------------------------------------------------- one frame
+
+
+class _FrameStep:
+    """Boxes, poses and track ids of one key frame (``__call__``), with the run's
+    per-video settings."""
+
+    def __init__(
+        self,
+        video: Path,
+        name: str,
+        predictor: VideoPosePredictor,
+        boxes: PersonBoxSource,
+        tracker: PoseTracker | None,
+        options: ExtractOptions,
+    ) -> None:
+        self.video = video
+        self.name = name
+        self.predictor = predictor
+        self.boxes = boxes
+        self.tracker = tracker
+        self.options = options
+        scored = np.asarray(predictor.skeleton.scored, dtype=bool)
+        self.scored = scored
+        self.box_scores_from_pose = bool(getattr(boxes, "box_scores_from_pose", False))
+
+    def __call__(self, key: int, last: int, ring: FrameRing) -> tuple[FrameResult, np.ndarray]:
+        key_frame = ring[key]
+        predictor = self.predictor
+        try:
+            person_boxes, box_scores = self.boxes.boxes(key, key_frame.array)
+            person_boxes = np.asarray(person_boxes, dtype=np.float64).reshape(-1, 4)
+            box_scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
+            clip = [
+                ring[index].image
+                for index in clip_frame_indices(key, predictor.frame_offsets, last)
+            ]
+            seed = frame_seed(self.name, key, self.options.seed)
+            prediction = predictor.predict(clip, person_boxes, seed=seed)
+            self.boxes.observe(key, prediction.keypoints, prediction.scores)
+            keypoints, scores = prediction.keypoints, prediction.scores
+            uncertainty = prediction.uncertainty
+            pose_scores = scores[:, self.scored].mean(axis=1) if len(scores) else np.zeros(0)
+            if self.box_scores_from_pose:
+                box_scores = pose_scores.copy()  # a box over the frame is no detection
+            keep = pose_scores >= self.options.min_pose_score
+            if not keep.all():
+                person_boxes, box_scores = person_boxes[keep], box_scores[keep]
+                keypoints, scores = keypoints[keep], scores[keep]
+                uncertainty = None if uncertainty is None else uncertainty[keep]
+            if self.tracker is not None:
+                # joints the skeleton never annotates do not count in the pose similarity
+                tracked_scores = np.where(self.scored, scores, 0.0)
+                track_ids = self.tracker.update(key, person_boxes, keypoints, tracked_scores)
+            else:
+                track_ids = np.arange(len(person_boxes), dtype=np.int64)
+        except Exception as error:
+            raise ExtractionError(
+                f"{self.video}: frame {key}: {type(error).__name__}: {error}"
+            ) from error
+        # Joints the skeleton never annotates (PoseTrack's ears) are written as absent:
+        # the model was never taught them, so their numbers mean nothing.
+        keypoints = keypoints.copy()
+        scores = scores.copy()
+        keypoints[:, ~self.scored] = np.nan
+        scores[:, ~self.scored] = 0.0
+        if uncertainty is not None:
+            uncertainty = uncertainty.copy()
+            uncertainty[:, ~self.scored] = np.nan
+        result = FrameResult(
+            key, person_boxes, box_scores, keypoints, scores, track_ids, uncertainty
+        )
+        return result, key_frame.array
 
 
 def _stream(
@@ -361,8 +579,7 @@ def _stream(
     frames: Iterable[np.ndarray],
     *,
     predictor: VideoPosePredictor,
-    boxes: PersonBoxSource,
-    tracker: PoseTracker | None,
+    step: Callable[[int, int, FrameRing], tuple[FrameResult, np.ndarray]],
     finish: Callable[[FrameResult, np.ndarray], None],
 ) -> FrameRing:
     """Read ``frames`` once, finishing each frame as soon as its clip is complete.
@@ -390,53 +607,15 @@ def _stream(
         ring.push(BufferedFrame(last_read, array, Image.fromarray(array)))
         # Frame t is complete once frame t + max(offsets) has been read.
         while next_key + lookahead <= last_read:
-            finish(*_process(video, next_key, last_read, ring, predictor, boxes, tracker))
+            finish(*step(next_key, last_read, ring))
             next_key += 1
     # The video ended (or broke off): the last frames' future offsets clamp to the end.
     while next_key <= last_read:
-        finish(*_process(video, next_key, last_read, ring, predictor, boxes, tracker))
+        finish(*step(next_key, last_read, ring))
         next_key += 1
     if read_error is not None:
         raise read_error
     return ring
-
-
-def _process(
-    video: Path,
-    key: int,
-    last: int,
-    ring: FrameRing,
-    predictor: VideoPosePredictor,
-    boxes: PersonBoxSource,
-    tracker: PoseTracker | None,
-) -> tuple[FrameResult, np.ndarray]:
-    """Boxes, poses and track ids of key frame ``key``."""
-    key_frame = ring[key]
-    try:
-        person_boxes, box_scores = boxes.boxes(key, key_frame.array)
-        person_boxes = np.asarray(person_boxes, dtype=np.float64).reshape(-1, 4)
-        box_scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
-        clip = [
-            ring[index].image for index in clip_frame_indices(key, predictor.frame_offsets, last)
-        ]
-        prediction = predictor.predict(clip, person_boxes)
-        if tracker is not None:
-            track_ids = tracker.update(key, person_boxes, prediction.keypoints, prediction.scores)
-        else:
-            track_ids = np.arange(len(person_boxes), dtype=np.int64)
-        boxes.observe(key, prediction.keypoints, prediction.scores)
-    except Exception as error:
-        raise ExtractionError(f"{video}: frame {key}: {type(error).__name__}: {error}") from error
-    result = FrameResult(
-        key,
-        person_boxes,
-        box_scores,
-        prediction.keypoints,
-        prediction.scores,
-        track_ids,
-        prediction.uncertainty,
-    )
-    return result, key_frame.array
 
 
 def _check_frame(array: Any, video: Path, index: int) -> np.ndarray:
@@ -508,8 +687,14 @@ def extract_videos(
         video = Path(video)
         start = time.monotonic()
         try:
+            # A finished video of the same provenance is skipped before its box source is
+            # made (reading a detections file, say); extract_video checks again under
+            # the video's lock.
             marker = output_paths(out_dir, video_name(video))["done"]
-            if marker.exists() and not options.overwrite:
+            produced_by = provenance(video, predictor, options)
+            # (a marker recording a detections file differs here and is checked there)
+            done = marker.exists() and stale_reason(marker, produced_by) is None
+            if done and not options.overwrite:
                 summary = VideoSummary(video, video_name(video), "skipped", outputs=[marker])
             else:
                 summary = extract_video(
@@ -534,6 +719,7 @@ def format_report(report: ExtractionReport) -> str:
     """A short plain-text account of a run: counts, throughput, failures."""
     done = [video for video in report.videos if video.status == "done"]
     skipped = [video for video in report.videos if video.status == "skipped"]
+    locked = [video for video in report.videos if video.status == "locked"]
     frames = sum(video.frames for video in done)
     persons = sum(video.persons for video in done)
     seconds = sum(video.seconds for video in done)
@@ -543,7 +729,11 @@ def format_report(report: ExtractionReport) -> str:
     lines = [
         f"{len(done)} videos extracted ({frames} frames, {persons} persons{rate}), "
         f"{len(skipped)} skipped as already done, {len(report.failures)} failed"
+        + (f", {len(locked)} left to another run writing them now" if locked else "")
     ]
+    for video in done:
+        if video.note:
+            lines.append(f"  {video.name}: {video.note}")
     for failure in report.failures:
         lines.append(f"  FAILED {failure.video}: {failure.error}")
     return "\n".join(lines)
@@ -564,9 +754,12 @@ __all__ = [
     "extract_video",
     "extract_videos",
     "format_report",
+    "frame_seed",
     "output_paths",
     "parse_shard",
+    "provenance",
     "select_shard",
+    "stale_reason",
     "video_fps",
     "video_name",
 ]

@@ -189,7 +189,8 @@ class JsonOutput:
 
 class CsvOutput:
     """``video,frame,track,joint,x,y,score,uncertainty`` rows, flushed after every frame
-    (uncertainty empty when the head has none)."""
+    (uncertainty empty when the head has none; x, y, score and uncertainty empty for an
+    absent joint: a NaN keypoint, e.g. a joint the skeleton never annotates)."""
 
     HEADER = ("video", "frame", "track", "joint", "x", "y", "score", "uncertainty")
 
@@ -206,6 +207,11 @@ class CsvOutput:
             track = int(result.track_ids[person])
             for joint, joint_name in enumerate(self.joint_names):
                 x, y = result.keypoints[person, joint]
+                if not (np.isfinite(x) and np.isfinite(y)):
+                    self._writer.writerow(
+                        (self.name, result.frame_index, track, joint_name, "", "", "", "")
+                    )
+                    continue
                 uncertainty = (
                     "" if result.uncertainty is None else f"{result.uncertainty[person, joint]:.2f}"
                 )
@@ -261,6 +267,71 @@ class OverlayOutput:
 
 
 def output_paths(out_dir: str | os.PathLike, name: str) -> dict[str, Path]:
-    """Where the outputs of video ``name`` go: keys json, csv, mp4, done."""
+    """Where the outputs of video ``name`` go: keys json, csv, mp4, done, and lock (the
+    file a run holds a lock on while it writes the others)."""
     out_dir = Path(out_dir)
-    return {suffix: out_dir / f"{name}.{suffix}" for suffix in ("json", "csv", "mp4", "done")}
+    suffixes = ("json", "csv", "mp4", "done", "lock")
+    return {suffix: out_dir / f"{name}.{suffix}" for suffix in suffixes}
+
+
+class VideoLock:
+    """An exclusive, non-blocking lock on one video's outputs (``<name>.lock``), so two
+    runs writing to one folder never write the same video at once: the second finds it
+    held and leaves the video alone. The operating system releases the lock when its
+    holder exits, even killed, so a crashed run never blocks a later one; the lock
+    file itself stays (deleting it would race with a run opening it).
+
+    Use as a context manager; ``acquired`` says whether this process holds it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.acquired = False
+        self._handle: Any = None
+
+    def __enter__(self) -> VideoLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = open(self.path, "a+b")  # noqa: SIM115 (held until __exit__)
+        try:
+            _lock_file(self._handle)
+        except OSError:  # held by another process
+            self._handle.close()
+            self._handle = None
+            return self
+        self.acquired = True
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(f"{os.getpid()}\n".encode())
+        self._handle.flush()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            try:
+                _unlock_file(self._handle)
+            finally:
+                self._handle.close()
+                self._handle = None
+                self.acquired = False
+
+
+if os.name == "nt":  # pragma: no cover - Windows
+    import msvcrt
+
+    def _lock_file(handle: Any) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+
+    def _unlock_file(handle: Any) -> None:
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(handle: Any) -> None:
+        # flock: per open file, so a second open in the same process conflicts too
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock_file(handle: Any) -> None:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

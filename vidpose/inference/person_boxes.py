@@ -14,11 +14,12 @@ Sources:
   annotation file (``images`` + ``annotations``, e.g. ground truth), or MOT text
   (``frame,id,x,y,w,h,score,...`` with 1-based frames).
 - :class:`DetectorBoxes`: any callable ``frame [H, W, 3] uint8 RGB -> (boxes [P, 4]
-  xywh, scores [P])``, e.g. a torchvision detector wrapped by the user
-  (docs/extraction.md has an example).
-- :class:`SinglePersonBoxes`: the whole frame at the start, then the box around the
-  previous frame's confident keypoints, enlarged; the previous box when too few
-  keypoints are confident.
+  xywh, scores [P])``, e.g. an ONNX model of ``vidpose.inference.detectors`` or a
+  torchvision detector wrapped by the user (docs/extraction.md has an example), run
+  every frame or every N frames with boxes carried from the poses in between.
+- :class:`SinglePersonBoxes`: one person, found by a detector when given one, else the
+  whole frame at the start, then the box around the previous frame's confident
+  keypoints, enlarged; the previous box when too few keypoints are confident.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy.typing as npt
 from vidpose.data.boxes import read_detections as read_coco_detections
 from vidpose.data.json_fields import AnnotationError, FieldReader, describe, load_json
 from vidpose.data.posetrack import posetrack_image_id
+from vidpose.inference.tracker import box_iou
 
 # A detector callable: frame [H, W, 3] uint8 RGB -> (boxes [P, 4] x, y, w, h, scores [P]).
 Detector = Callable[[np.ndarray], tuple[npt.ArrayLike, npt.ArrayLike]]
@@ -304,26 +306,56 @@ def detection_file_for(boxes: str | Path, video: str) -> Path:
 
 
 class DetectorBoxes:
-    """Boxes from a detector run on every frame.
+    """Boxes from a detector, run every ``every`` frames.
+
+    On the frames in between, each person of the previous frame is followed by the box
+    around its confident keypoints (:func:`keypoint_box`: enlarged, clipped to the
+    frame), keeping its detection score; a person with fewer than ``min_keypoints``
+    confident keypoints is dropped until the next detection. The tracker then keeps
+    the ids, since the carried boxes overlap the tracks they came from. People who
+    enter the frame are found at the next detection.
 
     Args:
         detector: ``frame [H, W, 3] uint8 RGB -> (boxes [P, 4] x, y, w, h frame pixels,
             scores [P])``; numpy arrays or anything ``np.asarray`` accepts (a CPU tensor).
         score_threshold: boxes scoring below this are dropped.
         max_people: keep at most this many boxes per frame, best first (None: all).
+        every: run the detector on frames 0, every, 2 every, ... (1: every frame).
+        keypoint_threshold, min_keypoints, enlarge: how poses become boxes in between
+            (as :class:`SinglePersonBoxes`).
     """
 
     def __init__(
-        self, detector: Detector, *, score_threshold: float = 0.5, max_people: int | None = None
+        self,
+        detector: Detector,
+        *,
+        score_threshold: float = 0.5,
+        max_people: int | None = None,
+        every: int = 1,
+        keypoint_threshold: float = 0.3,
+        min_keypoints: int = 4,
+        enlarge: float = 1.3,
     ) -> None:
         if not callable(detector):
             raise TypeError(f"DetectorBoxes: detector must be callable, got {type(detector)}")
+        if every < 1:
+            raise ValueError(f"DetectorBoxes: every must be >= 1, got {every}")
         self.detector = detector
         self.score_threshold = score_threshold
         self.max_people = max_people
+        self.every = every
+        self.keypoint_threshold = keypoint_threshold
+        self.min_keypoints = min_keypoints
+        self.enlarge = enlarge
+        self.detections = 0  # frames the detector ran on
+        self._carried: tuple[np.ndarray, np.ndarray] | None = None
+        self._last_scores = np.zeros(0)
+        self._frame_size: tuple[int, int] | None = None
 
-    def boxes(self, frame_index: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, frame_index: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The detector's boxes of one frame, thresholded, best first."""
         raw_boxes, raw_scores = self.detector(frame)
+        self.detections += 1
         boxes = np.asarray(raw_boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(raw_scores, dtype=np.float64).reshape(-1)
         if len(scores) != len(boxes):
@@ -336,8 +368,63 @@ class DetectorBoxes:
         order = np.argsort(-scores, kind="stable")[: self.max_people]
         return boxes[order], scores[order]
 
+    def boxes(self, frame_index: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        height, width = frame.shape[:2]
+        self._frame_size = (width, height)
+        if frame_index % self.every == 0 or self._carried is None:
+            found = self.detect(frame_index, frame)
+        else:
+            found = self._carried
+        self._last_scores = found[1]
+        return found
+
     def observe(self, frame_index: int, keypoints: np.ndarray, scores: np.ndarray) -> None:
-        pass
+        if self.every == 1:
+            return
+        boxes, box_scores = [], []
+        for person in range(len(keypoints)):
+            box = keypoint_box(
+                keypoints[person],
+                scores[person],
+                threshold=self.keypoint_threshold,
+                min_keypoints=self.min_keypoints,
+                enlarge=self.enlarge,
+                frame_size=self._frame_size,
+            )
+            if box is not None:
+                boxes.append(box)
+                box_scores.append(self._last_scores[person])
+        self._carried = (np.reshape(boxes, (-1, 4)), np.asarray(box_scores, dtype=np.float64))
+
+
+def keypoint_box(
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    *,
+    threshold: float,
+    min_keypoints: int,
+    enlarge: float,
+    frame_size: tuple[int, int] | None,
+) -> np.ndarray | None:
+    """[4] x, y, w, h around one pose's confident keypoints, grown by ``enlarge`` about
+    its centre and clipped to the frame; None with fewer than ``min_keypoints``
+    confident (score >= ``threshold``, finite) keypoints or a degenerate box.
+
+    Args:
+        keypoints: [K, 2] frame pixels; scores: [K]; frame_size: (W, H) or None.
+    """
+    points, point_scores = np.asarray(keypoints), np.asarray(scores)
+    confident = (point_scores >= threshold) & np.isfinite(points).all(axis=1)
+    if confident.sum() < min_keypoints:
+        return None
+    low, high = points[confident].min(axis=0), points[confident].max(axis=0)
+    centre, size = (low + high) / 2, (high - low) * enlarge
+    # A minimum size keeps a collapsed set of points (e.g. only the head) usable.
+    size = np.maximum(size, 0.1 * max(size.max(), 1.0))
+    box = np.concatenate([centre - size / 2, size])
+    if frame_size is not None:
+        box = clip_box(box, frame_size)
+    return box if box[2] > 1 and box[3] > 1 else None
 
 
 # --------------------------------------------------------------------------- one person
@@ -346,12 +433,22 @@ class DetectorBoxes:
 class SinglePersonBoxes:
     """One person per frame, followed from the previous frame's keypoints.
 
-    Frame 0 (and any frame after ``reset_after`` low-confidence frames in a row) gets
-    the whole frame. After each frame, the box becomes the bounding box of the
-    keypoints scoring at least ``keypoint_threshold``, grown by ``enlarge`` around its
-    centre (a keypoint box is tighter than a person box: the head top and the hands
-    are points, the body's width is not) and clipped to the frame. With fewer than
-    ``min_keypoints`` confident keypoints the previous box is kept.
+    Without a detector, frame 0 (and any frame after ``reset_after`` low-confidence
+    frames in a row) gets the whole frame. After each frame, the box becomes the
+    bounding box of the keypoints scoring at least ``keypoint_threshold``, grown by
+    ``enlarge`` around its centre (a keypoint box is tighter than a person box: the
+    head top and the hands are points, the body's width is not) and clipped to the
+    frame (:func:`keypoint_box`). With fewer than ``min_keypoints`` confident keypoints
+    the previous box is kept. Whether a person is there at all is then the pose's
+    score's to say: the extraction drops a pose scoring below its ``min_pose_score``
+    (``ExtractOptions``), and this source marks its boxes' scores as taken from the
+    pose (``box_scores_from_pose``), since a box over the whole frame is no detection.
+
+    With a ``detector`` (any ``Detector`` callable, e.g. an ONNX model of
+    ``vidpose.inference.detectors``), the detector decides: on every ``every``-th frame
+    the person is the detection overlapping the followed box most (IoU >= 0.1), else
+    the best-scoring one; a frame without a detection above ``score_threshold`` has no
+    person. In between, the box follows the keypoints as above.
 
     Args:
         keypoint_threshold: score a keypoint needs to place the box.
@@ -359,6 +456,9 @@ class SinglePersonBoxes:
         enlarge: growth factor of the keypoint box (both sides).
         reset_after: low-confidence frames in a row after which the box is the whole
             frame again (the person may have left and come back elsewhere).
+        detector: decides where (and whether) the person is; None: see above.
+        score_threshold: the detector's boxes scoring below this are ignored.
+        every: run the detector on every ``every``-th frame.
     """
 
     def __init__(
@@ -368,6 +468,9 @@ class SinglePersonBoxes:
         min_keypoints: int = 4,
         enlarge: float = 1.3,
         reset_after: int = 15,
+        detector: Detector | None = None,
+        score_threshold: float = 0.5,
+        every: int = 1,
     ) -> None:
         if enlarge <= 0:
             raise ValueError(f"SinglePersonBoxes: enlarge must be positive, got {enlarge}")
@@ -375,40 +478,66 @@ class SinglePersonBoxes:
         self.min_keypoints = min_keypoints
         self.enlarge = enlarge
         self.reset_after = reset_after
+        self.detector = (
+            None if detector is None else DetectorBoxes(detector, score_threshold=score_threshold)
+        )
+        self.every = every
         self.box: np.ndarray | None = None  # [4] for the next frame, None = whole frame
         self.score = 1.0
         self.misses = 0
         self._frame_size: tuple[int, int] | None = None  # (W, H)
 
+    @property
+    def box_scores_from_pose(self) -> bool:
+        """True without a detector: the box score written is the pose's own score."""
+        return self.detector is None
+
     def boxes(self, frame_index: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         height, width = frame.shape[:2]
         self._frame_size = (width, height)
+        if self.detector is not None:
+            if frame_index % self.every == 0 or self.box is None:
+                return self._detect(frame_index, frame)
+            return self.box[None].copy(), np.array([self.score])
         if self.box is None:
             # The frame's pixel extent: pixel centres are at integers (geometry module).
             return np.array([[-0.5, -0.5, width, height]]), np.ones(1)
         return self.box[None].copy(), np.array([self.score])
 
+    def _detect(self, frame_index: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        boxes, scores = self.detector.detect(frame_index, frame)
+        if not len(boxes):
+            self.box = None
+            return empty_boxes()
+        pick = 0  # the best-scoring detection ...
+        if self.box is not None:
+            overlaps = box_iou(self.box[None], boxes)[0]
+            if overlaps.max() >= 0.1:
+                pick = int(overlaps.argmax())  # ... unless one continues the person
+        self.box, self.score = boxes[pick].copy(), float(scores[pick])
+        return boxes[pick : pick + 1], scores[pick : pick + 1]
+
     def observe(self, frame_index: int, keypoints: np.ndarray, scores: np.ndarray) -> None:
         if len(keypoints) == 0:
             return
-        points, point_scores = np.asarray(keypoints[0]), np.asarray(scores[0])
-        confident = point_scores >= self.keypoint_threshold
-        if confident.sum() < self.min_keypoints:
+        box = keypoint_box(
+            keypoints[0],
+            scores[0],
+            threshold=self.keypoint_threshold,
+            min_keypoints=self.min_keypoints,
+            enlarge=self.enlarge,
+            frame_size=self._frame_size,
+        )
+        if box is None:
             self.misses += 1
             if self.misses >= self.reset_after:
                 self.box, self.misses = None, 0
             return
         self.misses = 0
-        low, high = points[confident].min(axis=0), points[confident].max(axis=0)
-        centre, size = (low + high) / 2, (high - low) * self.enlarge
-        # A minimum size keeps a collapsed set of points (e.g. only the head) usable.
-        size = np.maximum(size, 0.1 * max(size.max(), 1.0))
-        box = np.concatenate([centre - size / 2, size])
-        if self._frame_size is not None:
-            box = clip_box(box, self._frame_size)
-        if box[2] > 1 and box[3] > 1:
-            self.box = box
-            self.score = float(point_scores[confident].mean())
+        self.box = box
+        if self.detector is None:
+            point_scores = np.asarray(scores[0])
+            self.score = float(point_scores[point_scores >= self.keypoint_threshold].mean())
 
 
 def clip_box(box: npt.ArrayLike, frame_size: tuple[int, int]) -> np.ndarray:

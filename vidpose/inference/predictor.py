@@ -19,6 +19,7 @@ Tracking is not done here (see ``vidpose.inference.tracker`` and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,8 +117,10 @@ class VideoPosePredictor:
         hypotheses: sampling hypotheses of a diffusion head (None: the model's default).
         flip_test: also run on the mirrored crops and merge the answers the head's way.
         batch_size: people per forward pass (a frame with more is split).
-        seed: seed of the generator the sampler draws its noise from, so that the same
-            video gives the same keypoints on every run.
+        seed: seed of the generator the sampler draws its noise from, when a call
+            gives none. ``vidpose.inference.extract`` gives every call its own seed,
+            made from the video's name and the frame number (``frame_seed``), so a
+            frame's keypoints do not depend on what was predicted before it.
     """
 
     def __init__(
@@ -200,17 +203,44 @@ class VideoPosePredictor:
             return torch.zeros((0, len(frames), 3, height, width))
         return torch.from_numpy(np.stack(clips))
 
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of what decides this predictor's answers: the model's weights
+        and buffers and the sampling and crop settings (computed once; the extraction's
+        ``.done`` marker records it, so outputs of another model are not kept)."""
+        if getattr(self, "_fingerprint", None) is None:
+            digest = hashlib.sha256()
+            settings = (
+                self.input_size,
+                self.frame_offsets,
+                self.box_padding,
+                self.steps,
+                self.hypotheses,
+                self.flip_test,
+                self.skeleton.name,
+            )
+            digest.update(repr(settings).encode())
+            for name, tensor in self.model.state_dict().items():
+                digest.update(name.encode())
+                data = tensor.detach().cpu().contiguous()
+                digest.update(str(data.dtype).encode() + repr(tuple(data.shape)).encode())
+                digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+            self._fingerprint = digest.hexdigest()
+        return self._fingerprint
+
     @torch.inference_mode()
-    def predict_crops(self, clips: torch.Tensor) -> CropPrediction:
+    def predict_crops(self, clips: torch.Tensor, *, seed: int | None = None) -> CropPrediction:
         """Keypoints in crop pixels from ready-made crops.
 
         Args:
             clips: [B, T, 3, H, W] normalised crops (``crop_clips``).
+            seed: reseed the sampler's generator first (None: go on drawing from it).
 
         Returns:
             keypoints [B, K, 2] float32 x, y in input-crop pixels, scores [B, K] float32,
             and the uncertainty [B, K] (input-crop pixels) when the head has one.
         """
+        if seed is not None:
+            self.generator.manual_seed(seed)
         keypoints, scores, uncertainty = [], [], []
         for start in range(0, len(clips), self.batch_size):
             batch = clips[start : start + self.batch_size].to(self.device, non_blocking=True)
@@ -245,7 +275,9 @@ class VideoPosePredictor:
             )
         return answer
 
-    def predict(self, frames: Sequence[Frame], boxes: npt.ArrayLike) -> PosePrediction:
+    def predict(
+        self, frames: Sequence[Frame], boxes: npt.ArrayLike, *, seed: int | None = None
+    ) -> PosePrediction:
         """Poses of the people in one key frame.
 
         Args:
@@ -253,6 +285,8 @@ class VideoPosePredictor:
                 the order of ``frame_offsets`` (the key frame at offset 0); near the video
                 ends repeat the first or last frame for offsets that fall outside.
             boxes: [P, 4] x, y, w, h person boxes of the key frame, frame pixels (P may be 0).
+            seed: the sampler's seed for this call (None: go on drawing from the
+                generator, whose answers then depend on the calls before).
 
         Returns:
             keypoints [P, K, 2] and scores [P, K] in pixels of the full frame.
@@ -262,7 +296,7 @@ class VideoPosePredictor:
         if len(boxes) == 0:
             return PosePrediction(np.zeros((0, joints, 2)), np.zeros((0, joints)), boxes, None)
         clips = self.crop_clips(frames, boxes)
-        crop = self.predict_crops(clips)
+        crop = self.predict_crops(clips, seed=seed)
         inverse = np.stack([invert_affine(affine) for affine in self.crop_affines(boxes)])
         keypoints = crop_to_image(crop.keypoints.double().numpy(), inverse)
         uncertainty = None

@@ -31,8 +31,17 @@ logger = logging.getLogger(__name__)
 _CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "model_state", "module")
 # Prefixes in front of the ViT's own names, tried in order; the first one that some
 # key carries selects the backbone's keys (vidpose's own checkpoints: "backbone.vit.";
-# ViTPose / mmpose: "backbone."; some MAE and BEiT exports: "encoder.").
-_BACKBONE_PREFIXES = ("backbone.vit.", "backbone.", "encoder.", "vit.")
+# ViTPose / mmpose: "backbone."; some MAE and BEiT exports: "encoder."). A vidpose
+# checkpoint file itself stores "ema/" and "model/" sections: the EMA weights first,
+# as ``load_estimator`` uses them.
+_BACKBONE_PREFIXES = (
+    "ema/backbone.vit.",
+    "model/backbone.vit.",
+    "backbone.vit.",
+    "backbone.",
+    "encoder.",
+    "vit.",
+)
 # ViTPose names the final LayerNorm "last_norm"; timm calls it "norm".
 _RENAMES = (("last_norm.", "norm."),)
 
@@ -89,6 +98,12 @@ class ViTBackbone(nn.Module):
         drop_path_rate: stochastic depth (Huang et al., 2016) of the last block.
         class_token: keep timm's class token (its output is dropped either way).
             False, the default, matches ViTPose, whose ViT has no class token.
+        patch_padding: zero padding of the patch embedding's convolution, pixels on
+            every side (0: timm's plain patches). ViTPose embeds patches with padding
+            2 (its ``PatchEmbed``: ``padding=4 + 2 * (ratio // 2 - 1)`` with ratio 1;
+            mmpose 1.x: ``patch_cfg=dict(padding=2)``), so patch (i, j) covers pixels
+            [16 i - 2, 16 i + 14) and weights trained that way need it. Must be below
+            half the patch size, which keeps the grid at (H / patch, W / patch).
 
     Attributes:
         grid_size: (h, w) = (H / patch, W / patch), the token grid; N = h * w.
@@ -107,12 +122,18 @@ class ViTBackbone(nn.Module):
         num_heads: int | None = None,
         drop_path_rate: float = 0.0,
         class_token: bool = False,
+        patch_padding: int = 0,
     ) -> None:
         super().__init__()
         height, width = input_size
         if height % patch_size or width % patch_size:
             raise ValueError(
                 f"ViTBackbone: input size {input_size} is not divisible by patch size {patch_size}"
+            )
+        if not 0 <= 2 * patch_padding < patch_size:
+            raise ValueError(
+                f"ViTBackbone: patch_padding {patch_padding} must be >= 0 and below half the "
+                f"patch size {patch_size} (the token grid would change)"
             )
         timm = import_timm()
         overrides = {
@@ -141,6 +162,11 @@ class ViTBackbone(nn.Module):
                 f"ViTBackbone: timm model {model_name!r} is a {type(self.vit).__name__}, "
                 "not a timm VisionTransformer; pick a vit_* model"
             )
+        if patch_padding:
+            # (H + 2p - patch) // patch + 1 = H / patch for 2p < patch: same grid, each
+            # patch shifted by p pixels up and left (ViTPose's embedding)
+            self.vit.patch_embed.proj.padding = (patch_padding, patch_padding)
+        self.patch_padding = patch_padding
         self.grid_size: tuple[int, int] = (height // patch_size, width // patch_size)
         self.embed_dim: int = self.vit.embed_dim
         self.num_prefix_tokens: int = self.vit.num_prefix_tokens
@@ -169,8 +195,10 @@ class ViTBackbone(nn.Module):
 
         1. Unwrap a container dict: ``state_dict`` (mmpose/ViTPose), ``model``
            (MAE, DeiT), ``model_state_dict``, ``model_state``, ``module``.
-        2. Strip DDP's ``module.`` prefix; then the first of ``backbone.vit.``
-           (vidpose), ``backbone.`` (ViTPose), ``encoder.``, ``vit.`` that some key
+        2. Strip DDP's ``module.`` prefix; then the first of ``ema/backbone.vit.``
+           and ``model/backbone.vit.`` (a vidpose checkpoint file, e.g. one written by
+           ``vidpose import-weights``), ``backbone.vit.`` (vidpose state dicts),
+           ``backbone.`` (ViTPose), ``encoder.``, ``vit.`` that some key
            carries selects the backbone's keys (the others, e.g. ViTPose's
            ``keypoint_head.*``, are reported as unexpected).
         3. Rename ViTPose's ``last_norm.*`` to timm's ``norm.*``. MAE and timm names

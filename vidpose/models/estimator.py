@@ -25,7 +25,7 @@ from torch import nn
 from vidpose.models.backbone import ViTBackbone
 from vidpose.models.heads.contract import HeadPrediction, PoseHead, Targets
 from vidpose.models.pyramid import FeaturePyramid
-from vidpose.models.temporal import LinearTemporalFusion
+from vidpose.models.temporal import LinearTemporalFusion, TransformerTemporalFusion
 
 Features = tuple[torch.Tensor, ...]
 
@@ -70,11 +70,15 @@ class PoseEstimator(nn.Module):
             (``Skeleton.flip_permutation``); None: no flip test.
     """
 
+    # the trainer's dataset decodes frames for models that read them (PCT's tokenizer,
+    # a pose-only model, does not)
+    needs_images = True
+
     def __init__(
         self,
         *,
         backbone: ViTBackbone,
-        temporal: LinearTemporalFusion,
+        temporal: LinearTemporalFusion | TransformerTemporalFusion,
         pyramid: FeaturePyramid,
         head: nn.Module,
         flip_permutation: Sequence[int] | None = None,

@@ -39,11 +39,16 @@ TEXT_COLOUR = (235, 235, 235)
 
 
 def summary_column_count(
-    num_scales: int, *, input_column: bool = True, hypothesis_column: bool = True
+    num_scales: int,
+    *,
+    input_column: bool = True,
+    hypothesis_column: bool = True,
+    skeleton_column: bool = False,
 ) -> int:
     """Columns before the joint panels: x_t (with ``input_column``), one mask per
-    scale, keypoints, hypotheses (with ``hypothesis_column``)."""
-    return num_scales + 1 + int(input_column) + int(hypothesis_column)
+    scale, the limb mask (with ``skeleton_column``: DiffusionPose), keypoints,
+    hypotheses (with ``hypothesis_column``)."""
+    return num_scales + 1 + int(input_column) + int(hypothesis_column) + int(skeleton_column)
 
 
 def shows_hypotheses(trajectory: SearchTrajectory) -> bool:
@@ -399,6 +404,20 @@ class StepPanels:
         values = self._heat(np.clip(x_t, 0, 1)).max(axis=0)
         return self._finish(overlay(self.background, values), "")
 
+    def skeleton_panel(self, step: int) -> np.ndarray:
+        """The limb mask the step read the features through (DiffusionPose's M^ske,
+        hypothesis mean, drawn as heatmap-grid cells); caption: its share of the map."""
+        values = self.trajectory.skeleton_masks[step].mean(axis=0)  # [H, W] in [0, 1]
+        drawn = resample_masks(
+            values,
+            self.trajectory.heatmap_size,
+            self.trajectory.input_to_heatmap,
+            self.trajectory.input_size,
+            self.style.panel,
+        )
+        caption = f"area {100 * float(values.mean()):.0f}%"
+        return self._finish(overlay(self.background, drawn, cmap="viridis"), caption)
+
     def mask_panel(self, step: int, scale: int) -> np.ndarray:
         """Where the step read at ``scale``: each joint's mask (hypothesis mean) scaled
         to peak 1, max over joints; caption: the mean share of the masks within
@@ -501,10 +520,12 @@ class StepPanels:
         return self._finish(np.asarray(image), caption)
 
     def summary_panels(self, step: int) -> list[np.ndarray]:
-        """x_t (diffusion), the masks coarse to fine, the keypoints, the hypotheses
-        (:func:`shows_hypotheses`)."""
+        """x_t (diffusion), the masks coarse to fine, the limb mask (DiffusionPose),
+        the keypoints, the hypotheses (:func:`shows_hypotheses`)."""
         panels = [] if self.trajectory.x_t is None else [self.input_panel(step)]
         panels += [self.mask_panel(step, scale) for scale in range(len(self.trajectory.masks))]
+        if self.trajectory.skeleton_masks is not None:
+            panels.append(self.skeleton_panel(step))
         panels.append(self.keypoint_panel(step))
         if self.hypothesis_column:
             panels.append(self.hypothesis_panel(step))
@@ -514,6 +535,8 @@ class StepPanels:
         """Titles of the summary columns, then of the ``joint_panels``."""
         titles = [] if self.trajectory.x_t is None else ["input x_t"]
         titles += [mask_title(self.trajectory, name) for name in self.scale_names]
+        if self.trajectory.skeleton_masks is not None:
+            titles.append("limb mask")
         titles.append("x0, keypoints" if self.trajectory.heatmaps is not None else "keypoints")
         if self.hypothesis_column:
             titles.append(f"{self.trajectory.num_hypotheses} hypotheses")

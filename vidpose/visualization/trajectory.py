@@ -6,6 +6,10 @@ A head that searches iteratively records every step (the head contract's
 - the diffusion head: one entry per DDIM step, G hypotheses, with the step's input
   x_t, its x0 heatmaps and the look-up masks made from x_t (where the step read the
   features), time steps t -> t_prev;
+- the DiffusionPose head: one entry per DDIM step, G hypotheses, with the heatmaps
+  rendered from the step's noisy keypoints (its x_t), its x0 heatmaps, each joint's
+  keypoint disc (the masks, one level: the heatmap grid), the limb mask, and the noisy
+  keypoints as the step's reference;
 - the TFPose head: one entry per decoder layer, G = 1, with the point each layer
   started from ("reference") and its deformable cross-attention weights splatted at
   the sampling points (where the layer read the features); no heatmaps, x_t or t.
@@ -33,7 +37,7 @@ from vidpose.codecs.heatmap import HeatmapCodec
 MaskSource = Literal["heatmaps", "attention"]
 
 # Keys a step records at every step or at none (a trajectory is one kind of search).
-_WHOLE_TRAJECTORY_KEYS = ("t", "t_prev", "x_t", "heatmaps")
+_WHOLE_TRAJECTORY_KEYS = ("t", "t_prev", "x_t", "heatmaps", "skeleton_masks")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,8 +78,11 @@ class SearchTrajectory:
             normalised-coordinate convention of ``vidpose.models.deformable``). None
             without masks.
         reference: [S, G, K, 2] float32 the point each step started from, input
-            pixels (TFPose's per-layer reference); NaN at steps without one (the
-            coarse layer 0); None when no step recorded one.
+            pixels (TFPose's per-layer reference, DiffusionPose's noisy points); NaN at
+            steps without one (the coarse layer 0); None when no step recorded one.
+        skeleton_masks: [S, G, H, W] float32 the limb mask each step read the features
+            through, on the heatmap grid (DiffusionPose's M^ske: 1 within its width of
+            the limbs between the step's noisy points); None without.
     """
 
     labels: tuple[str, ...]
@@ -92,6 +99,7 @@ class SearchTrajectory:
     masks: tuple[np.ndarray, ...] = ()
     mask_source: MaskSource | None = None
     reference: np.ndarray | None = None
+    skeleton_masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         steps, hypotheses, joints = self.keypoints.shape[:3]
@@ -107,6 +115,7 @@ class SearchTrajectory:
             "t_prev": (self.t_prev, (steps,)),
             "heatmaps": (self.heatmaps, (steps, hypotheses, joints)),
             "reference": (self.reference, (steps, hypotheses, joints, 2)),
+            "skeleton_masks": (self.skeleton_masks, (steps, hypotheses)),
         }
         for name, (array, wanted) in optional.items():
             if array is not None:
@@ -135,6 +144,10 @@ class SearchTrajectory:
                 "SearchTrajectory: masks need mask_source 'heatmaps' or 'attention', got "
                 f"{self.mask_source!r}"
             )
+        if self.skeleton_masks is not None and (
+            self.heatmaps is None or self.skeleton_masks.shape[2:] != self.heatmaps.shape[3:]
+        ):
+            raise ValueError("SearchTrajectory: skeleton_masks lie on the heatmaps' grid")
         if self.mask_source == "heatmaps" and self.heatmaps is None:
             raise ValueError("SearchTrajectory: mask_source 'heatmaps' needs the heatmaps")
 
@@ -187,9 +200,9 @@ class SearchTrajectory:
             trajectory: S dicts, the head contract's trajectory
                 (``HeadPrediction.trajectory``): every entry has "label", "keypoints"
                 [B, G, K, 2] (input pixels) and "scores" [B, G, K]; entries may add
-                "t", "t_prev", "x_t", "heatmaps" [B, G, K, H, W] (at every step or
-                none), "masks" (per level [B, G, K, h_s, w_s]) and "reference"
-                [B, G, K, 2] (at some steps).
+                "t", "t_prev", "x_t", "heatmaps" [B, G, K, H, W], "skeleton_masks"
+                [B, G, H, W] (these at every step or none), "masks" (per level
+                [B, G, K, h_s, w_s]) and "reference" [B, G, K, 2] (at some steps).
             codec: the model's codec: its input size is the crop's; with heatmaps it
                 decodes the consensus.
             sample: which of the B clips.
@@ -253,6 +266,7 @@ class SearchTrajectory:
             # otherwise they are a feature level's attention maps.
             mask_source=None if not masks else "heatmaps" if heatmaps is not None else "attention",
             reference=_per_step_points(trajectory, "reference", sample),
+            skeleton_masks=stack("skeleton_masks").numpy() if present("skeleton_masks") else None,
         )
 
     # ------------------------------------------------------------------ measures

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import nn
@@ -24,6 +24,28 @@ class DenoiserOutput(NamedTuple):
 
     heatmaps: torch.Tensor
     masks: tuple[torch.Tensor, ...]
+
+
+class Denoiser(Protocol):
+    """What ``DiffusionHead`` asks of a denoiser: :class:`HeatmapDenoiser` (vidpose's
+    look-up interaction) and ``vidpose.models.lmsfi.DiffPoseDenoiser`` (the paper's).
+
+    ``prepare(features)`` is the feature-only work, called once per clip (any value,
+    or None); ``denoiser(x_t, t, features, prepared)`` with x_t [B * G, K, H, W]
+    (G hypotheses per clip, sample-major), t [B * G] and features with B rows returns
+    a :class:`DenoiserOutput` whose masks are per level [B * G, K, h_s, w_s], each
+    joint's map summing to 1.
+    """
+
+    def prepare(self, features: Sequence[torch.Tensor]) -> Any: ...
+
+    def __call__(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        features: Sequence[torch.Tensor],
+        prepared: Any = None,
+    ) -> DenoiserOutput: ...
 
 
 class HeatmapDenoiser(nn.Module):

@@ -19,7 +19,7 @@ from torch import nn
 
 from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.losses import weighted_heatmap_mse
-from vidpose.models.diffusion.decoder import HeatmapDenoiser
+from vidpose.models.diffusion.decoder import Denoiser
 from vidpose.models.diffusion.sampler import NoiseSource, ddim_sample, ddim_timesteps
 from vidpose.models.diffusion.schedule import GaussianDiffusion
 from vidpose.models.heads.contract import (
@@ -38,7 +38,8 @@ class DiffusionHead(nn.Module):
 
     Args:
         process: the noise schedule and its algebra.
-        denoiser: (x_t, t, pyramid) -> x0 estimate and masks.
+        denoiser: (x_t, t, pyramid) -> x0 estimate and masks (a ``Denoiser``:
+            vidpose's look-up interaction or the paper's, ``model.interaction``).
         coarse: the coarse heatmap branch on the finest pyramid level (trained with
             its own loss; can start the sampling).
         codec: encodes the training heatmaps and decodes every prediction (final,
@@ -65,7 +66,7 @@ class DiffusionHead(nn.Module):
         self,
         *,
         process: GaussianDiffusion,
-        denoiser: HeatmapDenoiser,
+        denoiser: Denoiser,
         coarse: HeatmapConv,
         codec: HeatmapCodec,
         sampling_steps: int,
