@@ -580,6 +580,12 @@ F_MODELS = {
         E_MODELS["diffusion_snr"][1],
     ),
     "tfpose": ("TFPose (T=3)", "synthetic_tiny_tfpose.yaml", ["data.frame_offsets=[-1,0,1]"]),
+    # the same at twice the budget (20 epochs): does the regression head catch up?
+    "tfpose_2x": (
+        "TFPose (T=3), twice the steps",
+        "synthetic_tiny_tfpose.yaml",
+        ["data.frame_offsets=[-1,0,1]", "train.epochs=20"],
+    ),
     # CAL is a single-image method: its tiny config is T = 1, like the baseline it refines
     "cal": ("CAL, heatmaps + offsets (T=1)", "synthetic_tiny_cal.yaml", ["data.frame_offsets=[0]"]),
     "diffusionpose": (

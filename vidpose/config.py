@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
-import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +26,21 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file, key or value is not what the schema expects."""
+
+
+def _require(key: str, value: Any, valid: bool, expected: str) -> None:
+    """Refuse an impossible value where it is read, not steps later as a torch error."""
+    if not valid:
+        shown = list(value) if isinstance(value, tuple) else value
+        raise ConfigError(f"{key}: expected {expected}, got {shown!r}")
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def _at_least(value: float, low: float) -> bool:
+    return math.isfinite(value) and value >= low
 
 
 # --------------------------------------------------------------------------- schema
@@ -56,6 +71,10 @@ class DataConfig:
     input_size: tuple[int, int] = (256, 192)  # height, width of the model input
     heatmap_stride: int = 4  # heatmap grid = input_size / heatmap_stride
     frame_offsets: tuple[int, ...] = (-1, 0, 1)  # neighbours of the key frame, key frame = 0
+    # how the neighbour frames are cropped: "key", with the key frame's box (DiffPose);
+    # "own", each around the person's own box in that frame (vidpose.data.neighbours),
+    # so a person-frame has one crop in every clip and inference encodes it once
+    neighbour_boxes: Literal["key", "own"] = "key"
     box_padding: float = 1.25  # person boxes are enlarged by this factor
     sigma: float = 2.0  # Gaussian target radius in heatmap pixels
     encoding: Literal["gaussian", "udp"] = "gaussian"
@@ -72,6 +91,12 @@ class DataConfig:
     half_body_prob: float = 0.3
     color_jitter: float = 0.2
     num_workers: int = 2
+    # decode JPEG frames at 1/2, 1/4 or 1/8 scale where the crop keeps at least one
+    # decoded pixel per crop pixel (vidpose.data.transforms.decode_reduction)
+    decode_reduced: bool = True
+    # before the first step, train and test check that every image a split reads exists
+    # ("exists") or also decodes ("decode": reads every image once, slower); "off"
+    check_images: Literal["exists", "decode", "off"] = "exists"
 
     def __post_init__(self) -> None:
         offsets = self.frame_offsets
@@ -80,6 +105,17 @@ class DataConfig:
                 f"data.frame_offsets: expected an odd number of offsets including 0 "
                 f"(the key frame), got {list(offsets)}"
             )
+        _require("data.input_size", self.input_size, min(self.input_size) >= 1, "sizes >= 1")
+        _require("data.heatmap_stride", self.heatmap_stride, self.heatmap_stride >= 1, ">= 1")
+        _require("data.box_padding", self.box_padding, _positive(self.box_padding), "> 0")
+        _require("data.sigma", self.sigma, _positive(self.sigma), "> 0")
+        _require("data.num_workers", self.num_workers, self.num_workers >= 0, ">= 0")
+        for key in ("scale_factor", "rotation_factor", "color_jitter", "det_score_threshold"):
+            value = getattr(self, key)
+            _require(f"data.{key}", value, _at_least(value, 0.0), "a finite number >= 0")
+        for key in ("flip_prob", "half_body_prob"):
+            value = getattr(self, key)
+            _require(f"data.{key}", value, 0.0 <= value <= 1.0, "a probability in [0, 1]")
         height, width = self.input_size
         if height % self.heatmap_stride or width % self.heatmap_stride:
             raise ConfigError(
@@ -129,6 +165,17 @@ class DiffusionConfig:
     # init "coarse": start at t = round(coarse_start * (timesteps - 1)) from the coarse
     # heatmap noised by q_sample (near 1 the start is almost pure noise)
     coarse_start: float = 0.5
+
+    def __post_init__(self) -> None:
+        for key in ("timesteps", "sampling_steps", "hypotheses"):
+            value = getattr(self, key)
+            _require(f"model.diffusion.{key}", value, value >= 1, "an integer >= 1")
+        scale = self.signal_scale
+        _require("model.diffusion.signal_scale", scale, _positive(scale), "> 0")
+        _require("model.diffusion.eta", self.eta, _at_least(self.eta, 0.0), ">= 0")
+        for key in ("estimate_inputs", "coarse_start"):
+            value = getattr(self, key)
+            _require(f"model.diffusion.{key}", value, 0.0 <= value <= 1.0, "a number in [0, 1]")
 
 
 @dataclass
@@ -379,6 +426,28 @@ class TrainConfig:
     val_every: int = 1  # validate every N epochs; 0 = never
     log_every: int = 10
     seed: int = 0
+    # latest.safetensors is written at every epoch end, and also every N steps and at
+    # least every M minutes of training (0 = off), so a kill loses at most that much
+    checkpoint_every_steps: int = 0
+    checkpoint_every_minutes: float = 10.0
+    # an image that cannot be read mid-training: "skip" the sample (a warning, counted)
+    # or "stop" the run (a checkpoint of the steps done is written first)
+    on_bad_image: Literal["skip", "stop"] = "skip"
+
+    def __post_init__(self) -> None:
+        for key in ("epochs", "batch_size", "log_every"):
+            value = getattr(self, key)
+            _require(f"train.{key}", value, value >= 1, "an integer >= 1")
+        for key in ("warmup_steps", "max_steps", "val_every", "checkpoint_every_steps"):
+            value = getattr(self, key)
+            _require(f"train.{key}", value, value >= 0, "an integer >= 0")
+        for key in ("lr", "weight_decay", "grad_clip", "checkpoint_every_minutes"):
+            value = getattr(self, key)
+            _require(f"train.{key}", value, _at_least(value, 0.0), "a finite number >= 0")
+        _require("train.layer_decay", self.layer_decay, _positive(self.layer_decay), "> 0")
+        _require("train.ema_decay", self.ema_decay, 0.0 <= self.ema_decay < 1.0, "in [0, 1)")
+        milestones = list(self.lr_milestones)
+        _require("train.lr_milestones", milestones, min(milestones, default=0) >= 0, "epochs >= 0")
 
 
 @dataclass
@@ -390,6 +459,12 @@ class TestConfig:
     steps: int | None = None  # None: model.diffusion.sampling_steps
     hypotheses: int | None = None  # None: model.diffusion.hypotheses
     protocol: Literal["posetrack18", "posetrack21"] = "posetrack18"
+
+    def __post_init__(self) -> None:
+        _require("test.batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1")
+        for key in ("steps", "hypotheses"):
+            value = getattr(self, key)
+            _require(f"test.{key}", value, value is None or value >= 1, "null or an integer >= 1")
 
 
 @dataclass
@@ -470,9 +545,14 @@ def save_config(config: Config, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML, atomically (temporary file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(dump_config(config))
-    os.replace(tmp.name, path)
+    # a plain open(), not NamedTemporaryFile: that creates files of mode 0600 whatever
+    # the user's umask, and the config is for everyone who reads the work dir
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(dump_config(config), encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

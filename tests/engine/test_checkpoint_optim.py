@@ -158,7 +158,7 @@ def test_load_errors_are_clear(tmp_path):
         load_checkpoint(tmp_path / "missing.safetensors")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="junk.safetensors: not a safetensors checkpoint"):
+    with pytest.raises(ValueError, match="junk.safetensors: not a readable safetensors checkpoint"):
         load_checkpoint(junk)
     from safetensors.torch import save_file
 

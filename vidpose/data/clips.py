@@ -4,9 +4,17 @@ Each sample is one person (training: a labeled person with at least one annotate
 joint; evaluation: every ground-truth person, or every given box) in a key frame,
 with T frames at ``frame_offsets`` around it (clamped at the ends of the video).
 Every frame is cropped with the key frame's box, enlarged to the input's aspect ratio
-and by ``box_padding``, and warped identically: neighbour frames are often unlabeled
-in PoseTrack (validation labels the central 30 frames and every 4th frame outside
-them), so their own boxes cannot be relied on.
+and by ``box_padding``, and warped identically (``neighbour_boxes="key"``, DiffPose's
+crop): neighbour frames are often unlabeled in PoseTrack (validation labels the central
+30 frames and every 4th frame outside them). With ``neighbour_boxes="own"`` each frame
+is cropped around the person's own box in it instead (the same track's box, interpolated
+between annotated frames; a detection matched by IoU for given boxes; the rules and
+fallbacks are ``vidpose.data.neighbours``'s), with the same random scale, rotation, flip
+and colour: a person-frame then has one crop in every clip, and inference encodes it
+once.
+
+JPEG frames are decoded at 1/2, 1/4 or 1/8 scale where the crop takes at most one
+pixel in 2, 4 or 8 (``decode_reduced``, ``vidpose.data.transforms.decode_reduction``).
 
 Training randomness (scale, rotation, flip, half-body crop, colour) comes from a
 generator seeded with (seed, epoch, index): a sample is the same whatever the worker
@@ -36,11 +44,15 @@ from vidpose.codecs.geometry import (
 )
 from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.data.frames import FrameReadError
+from vidpose.data.neighbours import TrackBoxes, boxes_by_overlap
 from vidpose.data.records import FrameRecord, PersonAnnotation, VideoRecord
 from vidpose.data.skeleton import Skeleton, get_skeleton
 from vidpose.data.transforms import (
     Augmentation,
     ClipTransform,
+    decode_reduction,
+    draft_reduced,
+    own_box_crop,
     prepare_frames,
     sample_clip_transform,
     transform_clip,
@@ -83,6 +95,10 @@ class ClipDataset(torch.utils.data.Dataset):
         load_images: decode and crop the frames; False: keypoints alone (models that
             read poses only, ``needs_images`` False: PCT's tokenizer). Augmentation
             draws the same crop either way.
+        neighbour_boxes: "key": every frame cropped with the key frame's box (DiffPose);
+            "own": each frame with the person's own box in it (module docstring).
+        decode_reduced: decode JPEG frames at 1/2, 1/4 or 1/8 scale when the crop
+            keeps at least one decoded pixel per crop pixel (False: full size always).
 
     A sample is a dict:
         frames: [T, 3, H, W] float32, ImageNet-normalised RGB crops ([0, 3, H, W]
@@ -98,6 +114,9 @@ class ClipDataset(torch.utils.data.Dataset):
             covered by the crop (after scale augmentation).
         box: [4] float32 x, y, w, h of the person box the crop was built from (the
             half-body box when that augmentation fired).
+        frame_boxes: [T, 4] float32 the person box each frame was cropped around (the
+            key box repeated with ``neighbour_boxes="key"``; before any half-body crop).
+        frame_indices: [T] int64 the clip's frames (clamped at the video's ends).
         rotation: float degrees; flipped: bool.
         box_score: float (1 for ground truth); track_id: int (-1 when unknown).
         image_id: int; video: str; frame_index: int (the key frame).
@@ -120,8 +139,14 @@ class ClipDataset(torch.utils.data.Dataset):
         labeled_only: bool = True,
         seed: int = 0,
         load_images: bool = True,
+        neighbour_boxes: Literal["key", "own"] = "key",
+        decode_reduced: bool = True,
     ) -> None:
         offsets = tuple(int(offset) for offset in frame_offsets)
+        if neighbour_boxes not in ("key", "own"):
+            raise ValueError(
+                f"ClipDataset: neighbour_boxes must be 'key' or 'own', got {neighbour_boxes!r}"
+            )
         if len(offsets) % 2 == 0 or 0 not in offsets:
             raise ValueError(
                 f"ClipDataset: frame_offsets must be an odd number of offsets including 0 "
@@ -149,6 +174,14 @@ class ClipDataset(torch.utils.data.Dataset):
         self.boxes = boxes
         self.seed = int(seed)
         self.load_images = bool(load_images)
+        self.neighbour_boxes = neighbour_boxes
+        self.decode_reduced = bool(decode_reduced)
+        # every track's annotated boxes, per video: the own boxes of neighbour frames
+        self._tracks = (
+            [TrackBoxes(video, _person_box) for video in self.videos]
+            if neighbour_boxes == "own" and boxes is None
+            else None
+        )
         self._upper_body = upper_body_joints(skeleton)
         # One int64 in shared memory: forked or spawned workers read the current epoch.
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
@@ -216,6 +249,18 @@ class ClipDataset(torch.utils.data.Dataset):
         last = len(video.frames) - 1
         return [min(max(frame_index + offset, 0), last) for offset in self.frame_offsets]
 
+    def frames_read(self) -> list[tuple[VideoRecord, FrameRecord]]:
+        """Every frame the samples decode (key frames and their clip neighbours), each
+        once, in video and frame order; none without ``load_images``. What a check
+        before training or evaluation looks at (``vidpose.data.checks``)."""
+        if not self.load_images:
+            return []
+        needed: set[tuple[int, int]] = set()
+        for video_position, frame_index, _ in self._samples.tolist():
+            video = self.videos[video_position]
+            needed.update((video_position, i) for i in self.frame_indices(video, frame_index))
+        return [(self.videos[v], self.videos[v].frames[f]) for v, f in sorted(needed)]
+
     # ------------------------------------------------------------------ loading
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -262,11 +307,25 @@ class ClipDataset(torch.utils.data.Dataset):
             )
             crop = ClipTransform(center=center, scale=scale, box=box)
 
-        images = (
-            self._load_frames(video, self.frame_indices(video, frame_index))
-            if self.load_images
-            else []  # the keypoints follow the same warp; no frame is decoded
-        )
+        frame_indices = self.frame_indices(video, frame_index)
+        frame_boxes = np.repeat(box[None], len(frame_indices), axis=0)
+        if self.neighbour_boxes == "own":
+            frame_boxes = self._own_boxes(video_position, frame_indices, box, track_id)
+            crop = own_box_crop(
+                crop, box, frame_boxes, aspect_ratio=in_w / in_h, padding=self.box_padding
+            )
+        images, reductions = [], None
+        if self.load_images:  # else the keypoints follow the same warp; no frame is decoded
+            affines = crop.frame_affines((in_w, in_h), len(frame_indices))
+            reductions = [
+                # a frame repeated by clamping is decoded once, for its densest crop
+                decode_reduction(affines[np.asarray(frame_indices) == index])
+                if self.decode_reduced
+                else 1
+                for index in frame_indices
+            ]
+            images = self._load_frames(video, frame_indices, reductions)
+            reductions = [image.info.get("decode_reduction", 1) for image in images]
         crops, crop_keypoints, crop_visible, affine = transform_clip(
             images,
             keypoints,
@@ -274,6 +333,7 @@ class ClipDataset(torch.utils.data.Dataset):
             crop,
             output_size=(in_w, in_h),
             flip_permutation=self.skeleton.flip_permutation,
+            reductions=reductions,
         )
         used_box = (
             crop.box if crop.box is not None else center_scale_to_box(crop.center, crop.scale)
@@ -299,6 +359,8 @@ class ClipDataset(torch.utils.data.Dataset):
                 "center": torch.from_numpy(np.asarray(crop.center, dtype=np.float32)),
                 "scale": torch.from_numpy(np.asarray(crop.scale, dtype=np.float32)),
                 "box": torch.from_numpy(np.asarray(used_box, dtype=np.float32)),
+                "frame_boxes": torch.from_numpy(np.asarray(frame_boxes, dtype=np.float32)),
+                "frame_indices": torch.tensor(frame_indices, dtype=torch.int64),
                 "rotation": float(crop.rotation),
                 "flipped": bool(crop.flip),
                 "box_score": box_score,
@@ -311,19 +373,48 @@ class ClipDataset(torch.utils.data.Dataset):
         )
         return sample
 
-    def _load_frames(self, video: VideoRecord, frame_indices: list[int]) -> list[Image.Image]:
-        """The clip's images (a frame repeated by clamping is decoded once)."""
+    def _own_boxes(
+        self, video_position: int, frame_indices: list[int], box: np.ndarray, track_id: int
+    ) -> np.ndarray:
+        """[T, 4] the person's own box in each frame of its clip (``neighbour_boxes``
+        "own"): by track id among the annotations, or by IoU among the given boxes; the
+        key box where none is found (``vidpose.data.neighbours``)."""
+        video = self.videos[video_position]
+        key = self.key_frame_position
+        if self.boxes is not None:
+            candidates = [
+                np.asarray([given.bbox for given in self.boxes.get(video.frames[i].image_id, ())])
+                for i in frame_indices
+            ]
+            return boxes_by_overlap(box[None], candidates, key_position=key)[0][0]
+        rows = []
+        for position, index in enumerate(frame_indices):
+            found = None if position == key else self._tracks[video_position].box(track_id, index)
+            rows.append(box if found is None else found[0])
+        return np.stack(rows)
+
+    def _load_frames(
+        self, video: VideoRecord, frame_indices: list[int], reductions: list[int] | None = None
+    ) -> list[Image.Image]:
+        """The clip's images (a frame repeated by clamping is decoded once); with
+        ``reductions``, frame i decoded at 1/reductions[i] scale where it is a JPEG (the
+        reduction applied is in ``image.info["decode_reduction"]``)."""
         loaded: dict[int, Image.Image] = {}
-        for frame_index in frame_indices:
+        for position, frame_index in enumerate(frame_indices):
             if frame_index not in loaded:
-                loaded[frame_index] = self._open_image(video, video.frames[frame_index])
+                reduction = 1 if reductions is None else reductions[position]
+                loaded[frame_index] = self._open_image(video, video.frames[frame_index], reduction)
         return [loaded[frame_index] for frame_index in frame_indices]
 
-    def _open_image(self, video: VideoRecord, frame: FrameRecord) -> Image.Image:
+    def _open_image(
+        self, video: VideoRecord, frame: FrameRecord, reduction: int = 1
+    ) -> Image.Image:
         path = self.root / frame.image_path
         try:
             image = Image.open(path)
+            applied = draft_reduced(image, reduction)  # before load: the decoder's scale
             image.load()
+            image.info["decode_reduction"] = applied
         except (OSError, ValueError, SyntaxError) as error:
             raise FrameReadError(
                 f"{path}: cannot read frame {frame.frame_index} of video {video.name!r} "
@@ -400,6 +491,8 @@ def build_dataset(
         boxes=None if train else boxes,
         seed=cfg.train.seed,
         load_images=load_images,
+        neighbour_boxes=data.neighbour_boxes,
+        decode_reduced=data.decode_reduced,
     )
 
 

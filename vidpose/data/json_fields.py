@@ -12,6 +12,7 @@ default when the field is optional and both fail when it is required.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -21,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from vidpose.runtime import InputError, writing
 
-class AnnotationError(ValueError):
+
+class AnnotationError(InputError):
     """An annotation or detections file does not have the layout its reader expects."""
 
 
@@ -192,18 +195,51 @@ class FieldReader:
 
 def write_json_atomic(path: Path, content: Any) -> Path:
     """Write ``content`` as JSON to ``path`` through a temporary file and a rename, so a
-    crash never leaves a half-written file under the final name."""
+    crash never leaves a half-written file under the final name.
+
+    NaN and infinite numbers are written as ``null``: JSON has no such numbers, and a
+    bare ``NaN`` makes the file unreadable to strict parsers.
+
+    Raises:
+        vidpose.runtime.OutputError: the file cannot be written (read-only or full
+            folder, a folder or a file in the way); the message names ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, separators=(",", ":"))
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+        text = json.dumps(content, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a NaN or infinity somewhere: the slower walk that nulls them
+        text = json.dumps(finite_or_null(content), separators=(",", ":"), allow_nan=False)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with writing(path, "a JSON file"):
+        if path.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(path))
+        if path.exists() and not path.is_file():
+            # a device or a pipe (/dev/stdout): written into, never renamed over
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.replace(temporary, path)
+        finally:
+            if temporary.exists():
+                temporary.unlink()
     return path
+
+
+def finite_or_null(content: Any) -> Any:
+    """``content`` with every NaN or infinite float (also numpy's) replaced by None."""
+    if isinstance(content, dict):
+        return {key: finite_or_null(value) for key, value in content.items()}
+    if isinstance(content, (list, tuple)):
+        return [finite_or_null(value) for value in content]
+    if isinstance(content, (float, np.floating)):
+        return float(content) if math.isfinite(content) else None
+    if isinstance(content, np.integer):
+        return int(content)
+    return content
 
 
 def annotation_reader(

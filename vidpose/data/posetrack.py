@@ -115,6 +115,59 @@ def read_dataset(
     raise ValueError(f"unknown dataset format {format!r}; expected one of: {', '.join(FORMATS)}")
 
 
+def read_dataset_files(
+    format: str, root: str | os.PathLike, annotations: str | os.PathLike
+) -> tuple[list[VideoRecord], list[str]]:
+    """:func:`read_dataset`, reading on past a malformed file: the videos of the files
+    that read, and one problem (``FILE: record: field ..., expected ...``) per file that
+    did not, so that a check before training reports every bad file at once.
+
+    Raises:
+        ValueError: unknown format.
+        FileNotFoundError: the annotations path does not exist or has no JSON file.
+    """
+    if format == "coco":
+        try:
+            return read_coco(root, annotations), []
+        except AnnotationError as error:
+            return [], [str(error)]
+    if format not in FORMATS:
+        raise ValueError(
+            f"unknown dataset format {format!r}; expected one of: {', '.join(FORMATS)}"
+        )
+    reader = read_posetrack17_file if format == "posetrack17" else read_posetrack_file
+    root = Path(root)
+    videos: list[VideoRecord] = []
+    problems: list[str] = []
+    for path in annotation_files(root, annotations):
+        try:
+            videos.extend(reader(path, root=root))
+        except AnnotationError as error:
+            problems.append(str(error))
+    return videos, problems
+
+
+def repeated_track_ids(videos: list[VideoRecord]) -> list[str]:
+    """One problem per frame in which two persons share a track id (>= 0): ground truth
+    that both official tools refuse, and whose own ids a prediction file cannot repeat.
+
+    Training does not read track ids and accepts such files; evaluation checks them
+    when it reads the ground truth (``vidpose.engine.evaluate``), before predicting.
+    """
+    problems = []
+    for video in videos:
+        for frame in video.frames:
+            ids = [person.track_id for person in frame.persons if person.track_id >= 0]
+            repeated = sorted({track for track in ids if ids.count(track) > 1})
+            if repeated:
+                problems.append(
+                    f"{video.source or video.name}: image {frame.image_id} "
+                    f"({frame.image_path}): track_id {repeated[0]} is given to "
+                    f"{ids.count(repeated[0])} persons, expected track ids unique within a frame"
+                )
+    return problems
+
+
 def posetrack_image_id(video_name: str, frame_index: int) -> int | None:
     """The PoseTrack image id of a frame: K*10^10 + video_number*10^4 + frame_index.
 
@@ -609,6 +662,15 @@ def _rounded(values: np.ndarray) -> list[float]:
 
 
 # --------------------------------------------------------------------------- shared
+
+
+def annotation_files(root: str | os.PathLike, annotations: str | os.PathLike) -> list[Path]:
+    """The JSON files of ``root/annotations``: the file itself, or a folder's ``*.json``.
+
+    Raises:
+        FileNotFoundError: neither exists, or the folder has no ``.json`` file.
+    """
+    return _annotation_files(Path(root), annotations)
 
 
 def _annotation_files(root: Path, annotations: str | os.PathLike) -> list[Path]:

@@ -2,9 +2,12 @@
 
 Every frame of a clip gets the same warp and the same colour change; keypoints (of
 the key frame) follow the warp, and a horizontal flip swaps left and right joints
-through the skeleton's flip permutation. Randomness only enters through an explicit
-``numpy.random.Generator``: ``sample_clip_transform`` draws the parameters, the
-other functions apply them deterministically.
+through the skeleton's flip permutation. With the person's own box in each frame
+(``data.neighbour_boxes: own``, :func:`own_box_crop`) every frame is cropped around its
+own box instead, with the same random scale, rotation, flip and colour change.
+Randomness only enters through an explicit ``numpy.random.Generator``:
+``sample_clip_transform`` draws the parameters, the other functions apply them
+deterministically.
 
 Frames are RGB, either PIL images or uint8 arrays [H, W, 3]; keypoints are [K, 2]
 x, y pixels (pixel centres at integers, see ``vidpose.codecs.geometry``), visibility
@@ -15,12 +18,20 @@ the output pixels straight from the decoded image. Measured on this project's CP
 a 256 x 192 crop: 1.5 ms from a 320 x 240 or a 1280 x 720 image, against 7 ms for a
 numpy bilinear gather and 1.0 / 1.9 ms for ``torch.grid_sample`` (which first has to
 convert the whole image to float).
+
+Reduced decoding (``data.decode_reduced``): a crop that takes at most one pixel in s
+of its frame (s = 2, 4, 8) is cut from the JPEG decoded at 1/s scale (libjpeg's DCT
+scaling, PIL's ``Image.draft``), with the crop's affine moved to the smaller image
+(:func:`decode_reduction`, :func:`reduced_affine`). The decoded image keeps at least
+one pixel per crop pixel, so the crop differs from the full decoding's by
+interpolation error only (the scaled decoding averages each s x s block, a slight
+anti-aliasing the full-resolution bilinear warp lacks).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +103,10 @@ class ClipTransform:
         flip: mirror the crop horizontally (and swap left/right joints).
         box: [4] x, y, w, h image pixels of the person box the crop was built from
             (after a half-body crop, the half-body box).
+        frame_centers: [T, 2] image pixels, the crop centre in each frame of the clip
+            (own boxes, :func:`own_box_crop`); None: every frame is cropped at
+            ``center`` (the key frame's crop).
+        frame_scales: [T, 2] (sw, sh) image pixels, with ``frame_centers``.
     """
 
     center: np.ndarray
@@ -99,11 +114,31 @@ class ClipTransform:
     rotation: float = 0.0
     flip: bool = False
     box: np.ndarray | None = None
+    frame_centers: np.ndarray | None = None
+    frame_scales: np.ndarray | None = None
 
     def affine(self, output_size: tuple[int, int]) -> np.ndarray:
-        """[2, 3] image pixels -> crop pixels for a crop of (W, H) pixels."""
+        """[2, 3] image pixels -> crop pixels for a crop of (W, H) pixels (the key frame's)."""
         return crop_affine(
             self.center, self.scale, output_size=output_size, rotation=self.rotation, flip=self.flip
+        )
+
+    def frame_affines(self, output_size: tuple[int, int], count: int) -> np.ndarray:
+        """[T, 2, 3] image pixels -> crop pixels of each of the clip's ``count`` frames:
+        the key frame's affine repeated, or each frame's own with ``frame_centers``."""
+        if self.frame_centers is None:
+            return np.repeat(self.affine(output_size)[None], count, axis=0)
+        if len(self.frame_centers) != count:
+            raise ValueError(
+                f"ClipTransform: {len(self.frame_centers)} frame crops for {count} frames"
+            )
+        return np.stack(
+            [
+                crop_affine(
+                    center, scale, output_size=output_size, rotation=self.rotation, flip=self.flip
+                )
+                for center, scale in zip(self.frame_centers, self.frame_scales, strict=True)
+            ]
         )
 
 
@@ -220,31 +255,79 @@ def sample_clip_transform(
     return crop, ColorJitter(*(float(factor) for factor in color_factors))
 
 
+def own_box_crop(
+    crop: ClipTransform,
+    key_box: npt.ArrayLike,
+    frame_boxes: npt.ArrayLike,
+    *,
+    aspect_ratio: float,
+    padding: float = 1.25,
+) -> ClipTransform:
+    """``crop`` (the key frame's) carried over to each frame's own box of the person.
+
+    The key crop is a function of the key box: its centre is the box's (aspect-fixed,
+    padded) centre moved by ``dc`` box scales, its scale the box's times ``ds`` (a
+    half-body crop moves and shrinks it, the scale augmentation grows or shrinks it).
+    Frame i gets the same function of its own box: centre_i = c_i + s_i dc, scale_i =
+    s_i ds, with the same rotation and flip; the colour jitter is the clip's anyway.
+    Without augmentation dc = 0 and ds = 1: each frame is cropped from its own box
+    exactly as a key frame is, so a person-frame has the same crop in every clip.
+
+    Args:
+        crop: the key frame's crop (``sample_clip_transform``, or the plain box crop).
+        key_box: [4] x, y, w, h, the person box the key crop was made from (before any
+            half-body crop).
+        frame_boxes: [T, 4] the person's box in each frame of the clip, in clip order
+            (the key frame's is ``key_box``; ``vidpose.data.neighbours``).
+        aspect_ratio, padding: as for the key crop (``box_to_center_scale``).
+
+    Returns:
+        ``crop`` with ``frame_centers`` and ``frame_scales`` [T, 2].
+    """
+    key_center, key_scale = box_to_center_scale(
+        np.asarray(key_box, dtype=np.float64), aspect_ratio=aspect_ratio, padding=padding
+    )
+    shift = (np.asarray(crop.center) - key_center) / key_scale
+    zoom = np.asarray(crop.scale) / key_scale
+    centers, scales = box_to_center_scale(
+        np.asarray(frame_boxes, dtype=np.float64).reshape(-1, 4),
+        aspect_ratio=aspect_ratio,
+        padding=padding,
+    )
+    return replace(crop, frame_centers=centers + scales * shift, frame_scales=scales * zoom)
+
+
 # --------------------------------------------------------------------------- applying
 
 
 def warp_frames(
     frames: Sequence[Frame], affine: npt.ArrayLike, output_size: tuple[int, int]
 ) -> np.ndarray:
-    """Warp every frame with the same affine matrix (bilinear, black outside the image).
+    """Warp every frame with the same affine matrix, or each with its own (bilinear,
+    black outside the image).
 
     Args:
         frames: T RGB frames (PIL images or uint8 [H, W, 3]), all of one video.
-        affine: [2, 3] image pixels -> crop pixels.
+        affine: [2, 3] image pixels -> crop pixels, or [T, 2, 3] one per frame.
         output_size: (W, H) of the crop.
 
     Returns:
         [T, H, W, 3] uint8 crops.
     """
-    inverse = invert_affine(affine)
+    affines = np.asarray(affine, dtype=np.float64)
+    if affines.ndim == 2:
+        affines = np.broadcast_to(affines, (len(frames), 2, 3))
+    if len(affines) != len(frames):
+        raise ValueError(f"warp_frames: {len(affines)} affines for {len(frames)} frames")
     # PIL samples the input at inverse(output) in a frame where pixel centres sit at
     # +0.5 (its bilinear filter subtracts 0.5); shift in and out of that frame.
     to_corner = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]])
     from_corner = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
-    coefficients = (to_corner @ np.vstack([inverse, [0.0, 0.0, 1.0]]) @ from_corner)[:2]
     out_w, out_h = output_size
     crops = np.empty((len(frames), out_h, out_w, 3), dtype=np.uint8)
     for index, frame in enumerate(frames):
+        inverse = invert_affine(affines[index])
+        coefficients = (to_corner @ np.vstack([inverse, [0.0, 0.0, 1.0]]) @ from_corner)[:2]
         image = frame if isinstance(frame, Image.Image) else Image.fromarray(frame)
         if image.mode != "RGB":
             image = image.convert("RGB")
@@ -257,6 +340,62 @@ def warp_frames(
             )
         )
     return crops
+
+
+# --------------------------------------------------------------------------- reduced decoding
+
+# JPEG's DCT scaling (libjpeg's scale_denom): decode at 1/8, 1/4, 1/2 of full size.
+DECODE_REDUCTIONS = (8, 4, 2)
+
+
+def decode_reduction(affine: npt.ArrayLike, *, min_pixels: float = 1.0) -> int:
+    """The largest s in 8, 4, 2 (else 1) at which a frame decoded at 1/s still has
+    ``min_pixels`` decoded pixels per crop pixel for the crop ``affine``.
+
+    Args:
+        affine: [2, 3] image pixels -> crop pixels, or [N, 2, 3] crops cut from the
+            same frame (the densest crop decides).
+        min_pixels: decoded pixels per crop pixel along the crop's denser axis.
+    """
+    linear = np.asarray(affine, dtype=np.float64).reshape(-1, 2, 3)[:, :, :2]
+    # the largest singular value of image -> crop: crop pixels per image pixel along
+    # the axis where the crop samples its frame most densely
+    density = 1.0 / np.linalg.norm(linear, ord=2, axis=(1, 2)).max()
+    for reduction in DECODE_REDUCTIONS:
+        if density >= reduction * min_pixels:
+            return reduction
+    return 1
+
+
+def reduced_affine(affine: npt.ArrayLike, reduction: float) -> np.ndarray:
+    """[..., 2, 3] the crop affine for the frame decoded at 1/``reduction`` scale.
+
+    Pixel x of the reduced image is the mean of full pixels [s x, s x + s), whose
+    centre is full pixel s x + (s - 1) / 2 (pixel centres at integers), so
+    crop = A (s x_reduced + (s - 1) / 2).
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    s = float(reduction)
+    scaled = affine.copy()
+    scaled[..., :2] = affine[..., :2] * s
+    scaled[..., 2] = affine[..., 2] + affine[..., :2].sum(axis=-1) * (s - 1) / 2
+    return scaled
+
+
+def draft_reduced(image: Image.Image, reduction: int) -> int:
+    """Ask a freshly opened (not yet loaded) JPEG to decode at 1/``reduction`` scale.
+
+    Returns the reduction the decoder will apply: ``reduction``, or 1 for images that
+    cannot decode reduced (PNG, an image already loaded).
+    """
+    if reduction <= 1:
+        return 1
+    width, height = image.size
+    request = (max(width // reduction, 1), max(height // reduction, 1))
+    drafted = image.draft(image.mode if image.mode in ("RGB", "L") else "RGB", request)
+    if drafted is None:
+        return 1
+    return int(round(width / drafted[1][2]))
 
 
 def warp_keypoints(
@@ -295,8 +434,10 @@ def transform_clip(
     *,
     output_size: tuple[int, int],
     flip_permutation: npt.ArrayLike,
+    reductions: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Crop a clip: the same warp for every frame, keypoints warped and swapped with it.
+    """Crop a clip: the same warp for every frame (or each frame's own, with
+    ``crop.frame_centers``), keypoints warped and swapped with the key frame's.
 
     Args:
         frames: T RGB frames of one video (PIL images or uint8 [H, W, 3]).
@@ -305,13 +446,23 @@ def transform_clip(
         crop: centre, scale, rotation and flip.
         output_size: (W, H) of the crop.
         flip_permutation: [K] ``Skeleton.flip_permutation`` (used when crop.flip).
+        reductions: [T] frame i was decoded at 1/reductions[i] of its full size
+            (:func:`draft_reduced`); None: all at full size.
 
     Returns:
         crops: [T, H, W, 3] uint8; keypoints: [K, 2] crop pixels; visible: [K] bool;
-        affine: [2, 3] image pixels -> crop pixels (mirror included).
+        affine: [2, 3] image pixels -> crop pixels (mirror included; the key frame's,
+        in full-resolution image pixels).
     """
     affine = crop.affine(output_size)
-    crops = warp_frames(frames, affine, output_size)
+    affines = affine  # one warp for the clip (no frames at all: keypoints only)
+    if len(frames) and (crop.frame_centers is not None or reductions is not None):
+        affines = crop.frame_affines(output_size, len(frames))
+        if reductions is not None:
+            affines = np.stack(
+                [reduced_affine(a, r) for a, r in zip(affines, reductions, strict=True)]
+            )
+    crops = warp_frames(frames, affines, output_size)
     warped, visible = warp_keypoints(
         keypoints, visible, affine, flip_permutation=flip_permutation if crop.flip else None
     )

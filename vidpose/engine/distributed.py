@@ -36,11 +36,18 @@ def context_from_environment(device: str | None = None) -> DistributedContext:
     Args:
         device: "cpu", "cuda" or None (CUDA when available). Under torchrun each
             process takes the CUDA device of its LOCAL_RANK.
+
+    Raises:
+        vidpose.runtime.InputError: a device torch does not know or cannot use.
     """
+    from vidpose.runtime import resolve_device
+
     rank = int(os.environ.get("RANK", 0))
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    # a name torch does not know, or CUDA without a device: a clear error, not a silent
+    # CPU run or a torch traceback
+    use_cuda = resolve_device(device).startswith("cuda")
     if use_cuda:
         torch.cuda.set_device(local_rank)
         chosen = torch.device("cuda", local_rank)

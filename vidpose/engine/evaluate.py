@@ -187,6 +187,7 @@ def evaluate_model(
     hypotheses: int | None = None,
     flip_test: bool | None = None,
     show_progress: bool = True,
+    check: bool = True,
 ) -> EvaluationResult:
     """Predict the validation split of ``config`` and evaluate it.
 
@@ -194,7 +195,18 @@ def evaluate_model(
         boxes: "gt" or a detections file; default ``config.data.val_boxes``.
         steps, hypotheses, flip_test: default ``config.test``.
         out_dir: prediction files are written here (PoseTrack: one JSON per video,
-            COCO: ``results.json``).
+            COCO: ``results.json``); checked writable before predicting.
+        check: before predicting, read every annotation file and check the images
+            (``data.check_images``), every problem reported at once
+            (``vidpose.data.checks``); ground truth that repeats a track id in a frame
+            is refused here, not after predicting. False: a caller that checked (the
+            trainer's validation).
+
+    Raises:
+        vidpose.data.checks.DatasetProblems: the split's problems, all listed.
+        vidpose.data.json_fields.AnnotationError, FileNotFoundError: a detections file
+            (``boxes``) that is malformed or missing.
+        vidpose.runtime.OutputError: ``out_dir`` cannot be written.
 
     A PCT pose tokenizer (``model.head: pct_tokenizer``) has no image input: it is
     evaluated by :func:`evaluate_tokenizer` instead (ground-truth poses only).
@@ -209,8 +221,10 @@ def evaluate_model(
             config, model, out_dir=out_dir, device=device, show_progress=show_progress
         )
     from vidpose.data.boxes import load_boxes
+    from vidpose.data.checks import image_problems, raise_problems, read_split
     from vidpose.data.clips import build_dataset
-    from vidpose.data.posetrack import read_dataset
+    from vidpose.data.posetrack import read_dataset, repeated_track_ids
+    from vidpose.runtime import InputError, prepare_output_folder
 
     device = torch.device(device)
     out_dir = Path(out_dir)
@@ -220,13 +234,21 @@ def evaluate_model(
     hypotheses = hypotheses if hypotheses is not None else test.hypotheses
     flip_test = test.flip_test if flip_test is None else flip_test
     skeleton = get_skeleton(data.skeleton)
-    videos = read_dataset(data.format, data.root, data.val_annotations)
+    if check:
+        prepare_output_folder(out_dir, "the predictions folder")
+        videos, problems = read_split(config, "val")
+        problems += repeated_track_ids(videos)
+    else:
+        videos, problems = read_dataset(data.format, data.root, data.val_annotations), []
     detections = None
     if boxes != "gt":
         detections = load_boxes(boxes, videos, score_threshold=data.det_score_threshold)
     dataset = build_dataset(config, "val", videos, boxes=detections)
+    if check:
+        problems += image_problems(dataset, data.check_images)
+        raise_problems(problems, f"the validation split ({data.root}/{data.val_annotations})")
     if len(dataset) == 0:
-        raise ValueError(
+        raise InputError(
             f"the validation split ({data.root}/{data.val_annotations}) has no person to "
             f"evaluate with boxes={boxes!r}"
         )

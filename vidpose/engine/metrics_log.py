@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vidpose.runtime import writing
+
 
 class MetricsLog:
     """Append-only JSONL of training and validation records, plus a curve plot.
@@ -22,9 +24,11 @@ class MetricsLog:
         self.plot_path = Path(work_dir) / "curves.png"
         self.records: list[dict[str, Any]] = []
         if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                if line.strip():
+            for line in self.path.read_text(errors="replace").splitlines():
+                try:
                     self.records.append(json.loads(line))
+                except ValueError:
+                    continue  # empty, or the half-written last line of a killed run
         if resume_step is None:
             self.records = []
         else:
@@ -33,14 +37,17 @@ class MetricsLog:
         self._rewrite()
 
     def _rewrite(self) -> None:
-        temporary = self.path.with_suffix(".jsonl.tmp")
-        temporary.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        os.replace(temporary, self.path)
+        # hidden and named .*.tmp: a run killed here leaves what the next start removes
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        with writing(self.path, "the metrics log"):
+            temporary.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+            os.replace(temporary, self.path)
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        with writing(self.path, "the metrics log"):
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
 
     def plot(self) -> Path:
         """Redraw the loss (and validation metric) curves into curves.png."""
@@ -69,10 +76,13 @@ class MetricsLog:
             axis.set(title="validation", xlabel="step")
             axis.legend(fontsize=8)
         figure.tight_layout()
-        temporary = self.plot_path.with_name(".curves.tmp.png")
-        figure.savefig(temporary, dpi=90)
-        plt.close(figure)
-        os.replace(temporary, self.plot_path)
+        temporary = self.plot_path.with_name(f".{self.plot_path.name}.tmp")
+        try:
+            with writing(self.plot_path, "the training curves"):
+                figure.savefig(temporary, dpi=90, format="png")
+                os.replace(temporary, self.plot_path)
+        finally:
+            plt.close(figure)
         return self.plot_path
 
 

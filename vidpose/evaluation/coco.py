@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from vidpose.data.json_fields import AnnotationError, FieldReader, annotation_reader, describe
 from vidpose.data.skeleton import SKELETONS, Skeleton
 from vidpose.evaluation.posetrack_json import EvaluationInputError
 
@@ -50,11 +51,15 @@ def evaluate_coco_keypoints(
 
     where = str(ground_truth) if isinstance(ground_truth, str | Path) else "ground truth"
     dataset = _load(ground_truth, "ground truth")
-    detections = list(_load(results, "results"))
     if not isinstance(dataset, Mapping) or "annotations" not in dataset:
         raise EvaluationInputError(f"{where}: not a COCO annotation file")
     skeleton = skeleton or _skeleton_of(dataset, where)
-    dataset = _with_required_fields(dataset, where)
+    detections = _checked_results(
+        _load(results, "results"),
+        str(results) if isinstance(results, str | Path) else "results",
+        skeleton.num_joints,
+    )
+    dataset = _with_required_fields(dataset, where, skeleton.num_joints)
     if not detections:
         return dict.fromkeys(COCO_STAT_NAMES, 0.0)
     image_ids = {image["id"] for image in dataset["images"]}
@@ -86,9 +91,41 @@ def _load(source: Any, what: str) -> Any:
         try:
             with open(source, encoding="utf-8") as handle:
                 return json.load(handle)
-        except (OSError, json.JSONDecodeError) as error:
-            raise EvaluationInputError(f"{source}: cannot read COCO {what} ({error})") from None
+        except FileNotFoundError:
+            raise EvaluationInputError(f"{source}: COCO {what} file not found") from None
+        except (OSError, ValueError) as error:
+            reason = " ".join(str(error).split())
+            raise EvaluationInputError(f"{source}: cannot read COCO {what} ({reason})") from None
     return source
+
+
+def _checked_results(results: Any, shown: str, joints: int) -> list[dict[str, Any]]:
+    """The results list, each result checked as the PoseTrack reader checks predictions:
+    an integer ``image_id`` and ``category_id``, ``keypoints`` of 3 K finite numbers and a
+    finite ``score``. pycocotools checks none of it: NaN keypoints scored AP 100 and a
+    result of 3 numbers was read as a one-joint pose.
+
+    Raises:
+        EvaluationInputError: naming the file, the result and the field.
+    """
+    if not isinstance(results, list):
+        hint = " (a ground-truth file?)" if isinstance(results, Mapping) else ""
+        raise EvaluationInputError(
+            f"{shown}: the top level is {describe(results)}{hint}, expected a list of COCO "
+            "keypoint results [{image_id, category_id, keypoints, score}, ...]"
+        )
+    checked = []
+    for position, result in enumerate(results):
+        reader = FieldReader(result, file=shown, what=f"result #{position}")
+        try:
+            reader.integer("image_id")
+            reader.integer("category_id")
+            reader.numbers("keypoints", 3 * joints)
+            reader.number("score")
+        except AnnotationError as error:
+            raise EvaluationInputError(str(error)) from None
+        checked.append(result)
+    return checked
 
 
 def _skeleton_of(dataset: Mapping[str, Any], where: str) -> Skeleton:
@@ -103,19 +140,36 @@ def _skeleton_of(dataset: Mapping[str, Any], where: str) -> Skeleton:
     )
 
 
-def _with_required_fields(dataset: Mapping[str, Any], where: str) -> dict[str, Any]:
-    annotations = []
-    for index, annotation in enumerate(dataset["annotations"]):
-        annotation = dict(annotation)
-        annotation.setdefault("iscrowd", 0)
-        if "area" not in annotation:
-            if "bbox" not in annotation:
-                raise EvaluationInputError(
-                    f"{where}: annotations[{index}] has neither 'area' nor 'bbox' (OKS needs "
-                    "the person's area)"
-                )
-            annotation["area"] = float(annotation["bbox"][2] * annotation["bbox"][3])
-        if "num_keypoints" not in annotation:
-            annotation["num_keypoints"] = int(np.count_nonzero(annotation["keypoints"][2::3]))
-        annotations.append(annotation)
+def _with_required_fields(
+    dataset: Mapping[str, Any], where: str, joints: int | None = None
+) -> dict[str, Any]:
+    """The ground truth checked (images with integer ids; annotations on listed images
+    with 3 K finite keypoint numbers and a 4-number ``bbox`` or an ``area``) and the
+    fields COCOeval needs filled in.
+
+    Raises:
+        EvaluationInputError: naming the file, the record and the field.
+    """
+    try:
+        top = FieldReader(dataset, file=where, what="top level")
+        image_ids = {
+            FieldReader(image, file=where, what=f"images[{index}]").integer("id")
+            for index, image in enumerate(top.objects("images"))
+        }
+        annotations = []
+        for index, annotation in enumerate(top.objects("annotations")):
+            reader, _ = annotation_reader(annotation, index, where, image_ids)
+            reader.numbers("keypoints", None if joints is None else 3 * joints)
+            annotation = dict(annotation)
+            annotation.setdefault("iscrowd", 0)
+            if "area" not in annotation:
+                if not reader.has("bbox"):
+                    raise reader.error("bbox", "is missing", "a bbox or an area (OKS needs it)")
+                box = reader.numbers("bbox", 4)
+                annotation["area"] = float(box[2] * box[3])
+            if "num_keypoints" not in annotation:
+                annotation["num_keypoints"] = int(np.count_nonzero(annotation["keypoints"][2::3]))
+            annotations.append(annotation)
+    except AnnotationError as error:
+        raise EvaluationInputError(str(error)) from None
     return {**dataset, "annotations": annotations}

@@ -113,6 +113,7 @@ def evaluate_posetrack_videos(
         for rules in rules_needed
     }
     warnings = _check_tools_accept(pairs, prepared, protocol, tracking, skeleton)
+    warnings += _headless_warnings([gt for gt, _ in pairs], skeleton)
     ap = posetrack_average_precision(prepared[protocol], protocol)
     warnings += _tie_warnings(ap, [pred for _, pred in pairs], skeleton)
     warnings += _kit_stop_warnings(pairs, prepared, protocol, tracking, tracking_mode)
@@ -319,6 +320,33 @@ def _non_finite_warnings(
         f"{role.capitalize()} joints with NaN or infinite keypoint values or scores: "
         f"{sum(counts.values())} ({_list_files(counts)}); {rule}; a NaN score ranks above "
         "every other (np.argsort sorts NaN last)"
+    ]
+
+
+def _headless_warnings(videos: Sequence[VideoAnnotations], skeleton: Skeleton) -> list[str]:
+    """Count, per file, the ground-truth persons of labeled frames with annotated joints but
+    no usable head box (``bbox_head`` missing or of zero size): PCKh's threshold is half
+    their head size, so no prediction can ever match them and their joints are all
+    misses (the ground truth scored against itself then stays below 100)."""
+    counts = {}
+    joints = skeleton.scored_indices
+    for video in videos:
+        labeled = np.ones(video.num_frames, bool) if video.is_labeled is None else video.is_labeled
+        in_labeled = labeled[video.person_frame] if video.num_persons else np.zeros(0, bool)
+        # a joint written as anything but (0, 0, 0) is annotated (to one tool or both)
+        annotated = np.any(np.nan_to_num(video.keypoints[:, joints]) != 0, axis=(1, 2))
+        sizes = video.head_sizes
+        headless = ~(np.isfinite(sizes) & (sizes > 0))
+        count = int(np.sum(in_labeled & annotated & headless))
+        if count:
+            counts[_label(video)] = count
+    if not counts:
+        return []
+    return [
+        f"Ground-truth persons without a usable head box ('bbox_head' missing or of zero "
+        f"size): {sum(counts.values())} ({_list_files(counts)}); PCKh needs the head size, "
+        "so no prediction can match them and their joints count as misses (give them a "
+        "bbox_head, or remove them)"
     ]
 
 

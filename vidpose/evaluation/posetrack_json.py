@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from vidpose.data.skeleton import POSETRACK, Skeleton
+from vidpose.runtime import InputError
 
 Role = Literal["ground truth", "predictions"]
 
@@ -51,7 +52,7 @@ HEAD_SIZE_FACTOR = 0.6
 POSEVAL_MAX_TRACK_ID = 10000
 
 
-class EvaluationInputError(ValueError):
+class EvaluationInputError(InputError):
     """A ground-truth or prediction file that cannot be evaluated; the message names it."""
 
 

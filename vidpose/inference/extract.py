@@ -77,6 +77,7 @@ from PIL import Image
 
 from vidpose.data.frames import FrameReadError, open_frames
 from vidpose.data.json_fields import write_json_atomic
+from vidpose.inference.clip_boxes import ClipBoxes
 from vidpose.inference.inputs import (
     collect_videos,
     parse_shard,
@@ -524,20 +525,33 @@ class _FrameStep:
         scored = np.asarray(predictor.skeleton.scored, dtype=bool)
         self.scored = scored
         self.box_scores_from_pose = bool(getattr(boxes, "box_scores_from_pose", False))
+        # Own-box crops (a model trained with data.neighbour_boxes: own): each frame's
+        # boxes are kept for the clips that reach it, a neighbour's box is the one
+        # matched by IoU (vidpose.inference.clip_boxes), and each person-frame is
+        # encoded once (the token cache; None for key-box crops).
+        own = getattr(predictor, "neighbour_boxes", "key") == "own"
+        self.clip_boxes = ClipBoxes(boxes, predictor.frame_offsets, own=own)
+        self.cache = predictor.token_cache() if own else None
 
     def __call__(self, key: int, last: int, ring: FrameRing) -> tuple[FrameResult, np.ndarray]:
         key_frame = ring[key]
         predictor = self.predictor
         try:
-            person_boxes, box_scores = self.boxes.boxes(key, key_frame.array)
-            person_boxes = np.asarray(person_boxes, dtype=np.float64).reshape(-1, 4)
-            box_scores = np.asarray(box_scores, dtype=np.float64).reshape(-1)
-            clip = [
-                ring[index].image
-                for index in clip_frame_indices(key, predictor.frame_offsets, last)
-            ]
+            person_boxes, box_scores = self.clip_boxes.key_boxes(key, last, ring)
+            indices = clip_frame_indices(key, predictor.frame_offsets, last)
+            clip = [ring[index].image for index in indices]
             seed = frame_seed(self.name, key, self.options.seed)
-            prediction = predictor.predict(clip, person_boxes, seed=seed)
+            own_boxes: dict[str, Any] = {}
+            if self.clip_boxes.own:
+                if self.cache is not None:  # frames before this clip's first: never again
+                    first = min(indices)
+                    self.cache.evict(lambda frame: frame >= first)
+                own_boxes = {
+                    "clip_boxes": self.clip_boxes.clip_boxes(indices, person_boxes),
+                    "frame_ids": indices,
+                    "cache": self.cache,
+                }
+            prediction = predictor.predict(clip, person_boxes, seed=seed, **own_boxes)
             self.boxes.observe(key, prediction.keypoints, prediction.scores)
             keypoints, scores = prediction.keypoints, prediction.scores
             uncertainty = prediction.uncertainty

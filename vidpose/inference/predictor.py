@@ -8,10 +8,17 @@ the device, crop geometry) and then answers cheap calls, one per key frame:
 
 A clip is the key frame and its neighbours at the model's frame offsets (the config's
 ``data.frame_offsets``, e.g. (-1, 0, 1)). Every frame of the clip is cropped with the
-key frame's box (enlarged to the input's aspect ratio and by ``box_padding``), exactly
-as the training clip dataset crops (``vidpose.data.transforms.warp_frames`` and
-``normalize_frames``), so the model sees at inference what it saw in training. Boxes
-partly or wholly outside the frame are fine: the crop is black where the frame is not.
+key frame's box (enlarged to the input's aspect ratio and by ``box_padding``), or, for a
+model trained with ``data.neighbour_boxes: own``, each frame with the person's own box in
+it (``clip_boxes``, found by the caller), exactly as the training clip dataset crops
+(``vidpose.data.transforms.warp_frames`` and ``normalize_frames``), so the model sees at
+inference what it saw in training. Boxes partly or wholly outside the frame are fine:
+the crop is black where the frame is not.
+
+Own-box crops are shared by the clips that contain the same person-frame: with a
+:class:`~vidpose.inference.token_cache.TokenCache` (``token_cache()``) each is encoded
+by the backbone once, and each clip only fuses cached tokens (``predict(...,
+frame_ids=, cache=)``).
 
 Tracking is not done here (see ``vidpose.inference.tracker`` and
 ``vidpose.inference.extract``).
@@ -20,7 +27,7 @@ Tracking is not done here (see ``vidpose.inference.tracker`` and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -39,6 +46,7 @@ from vidpose.codecs.geometry import (
 )
 from vidpose.data.skeleton import Skeleton, get_skeleton
 from vidpose.data.transforms import normalize_frames, warp_frames
+from vidpose.inference.token_cache import TokenCache, cache_key, supports_tokens
 from vidpose.models.heads.contract import HeadPrediction
 
 if TYPE_CHECKING:
@@ -121,6 +129,11 @@ class VideoPosePredictor:
             gives none. ``vidpose.inference.extract`` gives every call its own seed,
             made from the video's name and the frame number (``frame_seed``), so a
             frame's keypoints do not depend on what was predicted before it.
+        neighbour_boxes: how the model's training cropped the neighbour frames
+            (``data.neighbour_boxes``): "key" (the key frame's box) or "own" (each
+            frame's own box: callers pass ``clip_boxes``, and may reuse tokens).
+        reuse_tokens: with "own", let callers encode each person-frame once
+            (:meth:`token_cache`); False encodes every clip in full (for comparisons).
     """
 
     def __init__(
@@ -137,10 +150,14 @@ class VideoPosePredictor:
         flip_test: bool = False,
         batch_size: int = 32,
         seed: int = 0,
+        neighbour_boxes: str = "key",
+        reuse_tokens: bool = True,
     ) -> None:
         offsets = tuple(int(offset) for offset in frame_offsets)
         if 0 not in offsets:
             raise ValueError(f"frame_offsets must include 0 (the key frame), got {list(offsets)}")
+        if neighbour_boxes not in ("key", "own"):
+            raise ValueError(f"neighbour_boxes must be 'key' or 'own', got {neighbour_boxes!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -153,6 +170,8 @@ class VideoPosePredictor:
         self.hypotheses = hypotheses
         self.flip_test = flip_test
         self.batch_size = batch_size
+        self.neighbour_boxes = neighbour_boxes
+        self.reuse_tokens = reuse_tokens
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     @property
@@ -174,34 +193,65 @@ class VideoPosePredictor:
         ]
         return np.stack(affines) if affines else np.zeros((0, 2, 3))
 
-    def crop_clips(self, frames: Sequence[Frame], boxes: npt.ArrayLike) -> torch.Tensor:
+    def crop_clips(
+        self,
+        frames: Sequence[Frame],
+        boxes: npt.ArrayLike,
+        clip_boxes: npt.ArrayLike | None = None,
+    ) -> torch.Tensor:
         """Model input for people of one key frame.
 
         Args:
             frames: T frames (uint8 [H, W, 3] RGB arrays or PIL RGB images) in the order
                 of ``frame_offsets``.
             boxes: [P, 4] x, y, w, h key-frame boxes (frame pixels).
+            clip_boxes: [P, T, 4] the box each frame of each clip is cropped around
+                (own-box crops); None: the key box in every frame.
 
         Returns:
             [P, T, 3, H, W] float32 normalised crops (ImageNet mean/std), on the CPU.
         """
+        images = self._images(frames)
+        height, width = self.input_size
+        if clip_boxes is None:
+            affines = self.crop_affines(boxes)  # [P, 2, 3]: one warp per clip
+        else:
+            affines = self._clip_affines(clip_boxes, len(frames))  # [P, T, 2, 3]
+        clips = [
+            normalize_frames(warp_frames(images, affine, (width, height))) for affine in affines
+        ]
+        if not clips:
+            return torch.zeros((0, len(frames), 3, height, width))
+        return torch.from_numpy(np.stack(clips))
+
+    def _images(self, frames: Sequence[Frame]) -> list[Image.Image]:
         if len(frames) != len(self.frame_offsets):
             raise ValueError(
                 f"expected {len(self.frame_offsets)} frames (offsets {list(self.frame_offsets)}), "
                 f"got {len(frames)}"
             )
-        height, width = self.input_size
         # PIL images once per frame: converting a frame costs more than warping a crop.
-        images = [
+        return [
             frame if isinstance(frame, Image.Image) else Image.fromarray(frame) for frame in frames
         ]
-        clips = [
-            normalize_frames(warp_frames(images, affine, (width, height)))
-            for affine in self.crop_affines(boxes)
-        ]
-        if not clips:
-            return torch.zeros((0, len(frames), 3, height, width))
-        return torch.from_numpy(np.stack(clips))
+
+    def _clip_affines(self, clip_boxes: npt.ArrayLike, length: int) -> np.ndarray:
+        """[P, T, 2, 3] the crop affine of each frame of each clip from ``clip_boxes``."""
+        clip_boxes = np.asarray(clip_boxes, dtype=np.float64)
+        if clip_boxes.ndim != 3 or clip_boxes.shape[1:] != (length, 4):
+            raise ValueError(
+                f"clip_boxes: expected [P, {length}, 4] (a box per person and clip frame), "
+                f"got shape {list(clip_boxes.shape)}"
+            )
+        return self.crop_affines(clip_boxes.reshape(-1, 4)).reshape(-1, length, 2, 3)
+
+    def token_cache(self) -> TokenCache | None:
+        """A fresh cache of person-frame tokens for one video, or None where tokens
+        cannot be shared: key-box crops differ from clip to clip, ``reuse_tokens`` is
+        off, or the model does not split encoding (``supports_tokens``)."""
+        if self.neighbour_boxes != "own" or not self.reuse_tokens:
+            return None
+        return TokenCache() if supports_tokens(self.model) else None
 
     def fingerprint(self) -> str:
         """SHA-256 (hex) of what decides this predictor's answers: the model's weights
@@ -218,6 +268,8 @@ class VideoPosePredictor:
                 self.flip_test,
                 self.skeleton.name,
             )
+            if self.neighbour_boxes != "key":  # (key-box fingerprints stay as they were)
+                settings = (*settings, self.neighbour_boxes)
             digest.update(repr(settings).encode())
             for name, tensor in self.model.state_dict().items():
                 digest.update(name.encode())
@@ -258,16 +310,98 @@ class VideoPosePredictor:
             torch.cat(uncertainty) if len(uncertainty) == len(keypoints) else None,
         )
 
+    @torch.inference_mode()
+    def predict_cached(
+        self,
+        frames: Sequence[Frame],
+        clip_boxes: npt.ArrayLike,
+        frame_ids: Sequence[Any],
+        cache: TokenCache,
+        *,
+        seed: int | None = None,
+    ) -> CropPrediction:
+        """Keypoints in crop pixels, each person-frame's crop encoded once.
+
+        The crops ``cache`` lacks are cut and encoded (``encode_frames``; with the flip
+        test their mirror images too) and cached; each clip then fuses its cached tokens
+        (``predict_from_tokens``). The answer is :meth:`predict_crops`'s on the same
+        crops, up to float rounding (the backbone sees other batches).
+
+        Args:
+            frames: T frames, as :meth:`crop_clips`.
+            clip_boxes: [P, T, 4] the box each frame of each clip is cropped around.
+            frame_ids: T ids of the clip's frames (e.g. frame numbers): a crop is known
+                by (frame id, box).
+            cache: the video's cache (:meth:`token_cache`).
+            seed: as :meth:`predict_crops`.
+        """
+        images = self._images(frames)
+        length = len(images)
+        affines = self._clip_affines(clip_boxes, length)
+        boxes = np.asarray(clip_boxes, dtype=np.float64)
+        keys = [
+            [cache_key(frame_ids[i], boxes[person, i]) for i in range(length)]
+            for person in range(len(boxes))
+        ]
+        height, width = self.input_size
+        flat_affines = affines.reshape(-1, 2, 3)
+
+        def crops(positions: list[int]) -> torch.Tensor:
+            chosen = [images[position % length] for position in positions]
+            warped = warp_frames(chosen, flat_affines[positions], (width, height))
+            return torch.from_numpy(normalize_frames(warped))
+
+        cache.encode_missing(
+            [key for clip in keys for key in clip],
+            crops,
+            self.model.encode_frames,
+            mirrored=self.flip_test,
+            batch_size=self.batch_size * length,  # the images of a full-clip batch
+            device=self.device,
+        )
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        keypoints, scores, uncertainty = [], [], []
+        for start in range(0, len(keys), self.batch_size):
+            tokens, mirrored = cache.gather(keys[start : start + self.batch_size])
+            answer = self._answer(
+                len(tokens),
+                lambda sampling, tokens=tokens, mirrored=mirrored: self.model.predict_from_tokens(
+                    tokens, mirrored_tokens=mirrored if self.flip_test else None, **sampling
+                ),
+            )
+            keypoints.append(answer.keypoints.float().cpu())
+            scores.append(answer.scores.float().cpu())
+            if answer.uncertainty is not None:
+                uncertainty.append(answer.uncertainty.float().cpu())
+        joints = self.skeleton.num_joints
+        if not keypoints:
+            return CropPrediction(torch.zeros((0, joints, 2)), torch.zeros((0, joints)), None)
+        return CropPrediction(
+            torch.cat(keypoints),
+            torch.cat(scores),
+            torch.cat(uncertainty) if len(uncertainty) == len(keypoints) else None,
+        )
+
     def _predict(self, batch: torch.Tensor) -> HeadPrediction:
+        # The flip test, when on, is the head's own (heatmap heads average heatmaps,
+        # coordinate heads mirror coordinates back): PoseEstimator.predict(flip_test=).
+        return self._answer(
+            len(batch),
+            lambda sampling: self.model.predict(batch, flip_test=self.flip_test, **sampling),
+        )
+
+    def _answer(
+        self, count: int, predict: Callable[[dict[str, Any]], HeadPrediction]
+    ) -> HeadPrediction:
+        """``predict(sampling options)`` for ``count`` clips, its keypoints' shape checked."""
         sampling: dict[str, Any] = {"generator": self.generator}
         if self.steps is not None:
             sampling["steps"] = self.steps
         if self.hypotheses is not None:
             sampling["hypotheses"] = self.hypotheses
-        # The flip test, when on, is the head's own (heatmap heads average heatmaps,
-        # coordinate heads mirror coordinates back): PoseEstimator.predict(flip_test=).
-        answer = self.model.predict(batch, flip_test=self.flip_test, **sampling)
-        expected = (len(batch), self.skeleton.num_joints, 2)
+        answer = predict(sampling)
+        expected = (count, self.skeleton.num_joints, 2)
         if tuple(answer.keypoints.shape) != expected:
             raise ValueError(
                 f"model.predict returned keypoints of shape {tuple(answer.keypoints.shape)}, "
@@ -276,7 +410,14 @@ class VideoPosePredictor:
         return answer
 
     def predict(
-        self, frames: Sequence[Frame], boxes: npt.ArrayLike, *, seed: int | None = None
+        self,
+        frames: Sequence[Frame],
+        boxes: npt.ArrayLike,
+        *,
+        seed: int | None = None,
+        clip_boxes: npt.ArrayLike | None = None,
+        frame_ids: Sequence[Any] | None = None,
+        cache: TokenCache | None = None,
     ) -> PosePrediction:
         """Poses of the people in one key frame.
 
@@ -287,6 +428,13 @@ class VideoPosePredictor:
             boxes: [P, 4] x, y, w, h person boxes of the key frame, frame pixels (P may be 0).
             seed: the sampler's seed for this call (None: go on drawing from the
                 generator, whose answers then depend on the calls before).
+            clip_boxes: [P, T, 4] the box each clip frame is cropped around, for a model
+                trained with own-box crops (the key position holds ``boxes``); None:
+                the key box in every frame.
+            frame_ids: T ids of the clip's frames (e.g. frame numbers), with ``cache``.
+            cache: the video's token cache (:meth:`token_cache`): crops it holds are not
+                encoded again (:meth:`predict_cached`); needs ``clip_boxes`` and
+                ``frame_ids``.
 
         Returns:
             keypoints [P, K, 2] and scores [P, K] in pixels of the full frame.
@@ -295,8 +443,15 @@ class VideoPosePredictor:
         joints = self.skeleton.num_joints
         if len(boxes) == 0:
             return PosePrediction(np.zeros((0, joints, 2)), np.zeros((0, joints)), boxes, None)
-        clips = self.crop_clips(frames, boxes)
-        crop = self.predict_crops(clips, seed=seed)
+        if (
+            cache is not None
+            and clip_boxes is not None
+            and frame_ids is not None
+            and supports_tokens(self.model)
+        ):
+            crop = self.predict_cached(frames, clip_boxes, frame_ids, cache, seed=seed)
+        else:
+            crop = self.predict_crops(self.crop_clips(frames, boxes, clip_boxes), seed=seed)
         inverse = np.stack([invert_affine(affine) for affine in self.crop_affines(boxes)])
         keypoints = crop_to_image(crop.keypoints.double().numpy(), inverse)
         uncertainty = None
@@ -337,6 +492,7 @@ def build_predictor(
         hypotheses=hypotheses if hypotheses is not None else config.test.hypotheses,
         flip_test=config.test.flip_test if flip_test is None else flip_test,
         batch_size=batch_size or config.test.batch_size,
+        neighbour_boxes=config.data.neighbour_boxes,
     )
 
 

@@ -5,6 +5,12 @@ the expensive part once per clip; sampling steps and hypotheses only call the
 head on those features. :meth:`predict_from_features` lets a caller encode once
 and sample many times (step / hypothesis sweeps, the search visualisation).
 
+Encode each frame once: :meth:`encode` is :meth:`encode_frames` (the backbone, frame by
+frame) followed by :meth:`encode_tokens` (temporal fusion and pyramid, per clip), so a
+caller whose clips share frames (own-box crops: ``data.neighbour_boxes: own``) encodes
+each crop once and fuses cached tokens (:meth:`predict_from_tokens`;
+``vidpose.inference.token_cache``).
+
 Whatever the head, inference answers with a
 :class:`~vidpose.models.heads.contract.HeadPrediction` (keypoints [B, K, 2] in
 input-crop pixels, scores [B, K], and what the head has of heatmaps, uncertainty and
@@ -112,7 +118,38 @@ class PoseEstimator(nn.Module):
                 f"PoseEstimator: expected frames [B, {self.num_frames}, 3, H, W], got "
                 f"{tuple(frames.shape)}"
             )
-        tokens = self.backbone(frames)  # [B, T, N, C]
+        # the backbone folds time into the batch: the same computation as
+        # encode_frames(frames.flatten(0, 1)), reshaped to [B, T, N, C]
+        return self.encode_tokens(self.backbone(frames))
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """The backbone on single crops: frames [N, 3, Hin, Win] -> tokens [N, n, C].
+
+        Each crop is encoded independently, so tokens of crops shared by several clips
+        can be computed once and stacked into the clips (:meth:`encode_tokens`).
+        """
+        if frames.ndim != 4 or frames.shape[1] != 3:
+            raise ValueError(
+                f"PoseEstimator.encode_frames: expected frames [N, 3, H, W], got "
+                f"{tuple(frames.shape)}"
+            )
+        return self.backbone(frames[:, None])[:, 0]
+
+    def encode_tokens(self, tokens: torch.Tensor) -> Features:
+        """A clip's feature pyramid from its frames' tokens (temporal fusion + pyramid).
+
+        Args:
+            tokens: [B, T, n, C] per-frame patch tokens (:meth:`encode_frames`), the key
+                frame at the temporal module's ``key_frame_index``.
+
+        Returns:
+            the pyramid levels coarse to fine, as :meth:`encode`.
+        """
+        if tokens.ndim != 4 or tokens.shape[1] != self.num_frames:
+            raise ValueError(
+                f"PoseEstimator.encode_tokens: expected tokens [B, {self.num_frames}, n, C], "
+                f"got {tuple(tokens.shape)}"
+            )
         fused = self.temporal(tokens)  # [B, C, h, w]
         return self.pyramid(fused)
 
@@ -175,6 +212,36 @@ class PoseEstimator(nn.Module):
 
     def _predict_once(self, frames: torch.Tensor, **options: Any) -> HeadPrediction:
         return self.predict_from_features(self.encode(frames), **options)
+
+    @torch.no_grad()
+    def predict_from_tokens(
+        self,
+        tokens: torch.Tensor,
+        *,
+        mirrored_tokens: torch.Tensor | None = None,
+        **options: Any,
+    ) -> HeadPrediction:
+        """Inference on clips whose frames were encoded already (:meth:`encode_frames`).
+
+        ``predict_from_tokens(tokens of the clip's crops)`` is ``predict(crops)``, and
+        with ``mirrored_tokens`` (the tokens of the mirrored crops, ``crops.flip(-1)``)
+        it is ``predict(crops, flip_test=True)``: the same head calls in the same order,
+        so the sampler draws the same noise.
+
+        Args:
+            tokens: [B, T, n, C].
+            mirrored_tokens: [B, T, n, C] of the mirrored crops, for the flip test.
+            options: the head's inference options (:meth:`predict`).
+        """
+        prediction = self.predict_from_features(self.encode_tokens(tokens), **options)
+        if mirrored_tokens is None:
+            return prediction
+        if self.flip_permutation is None:
+            raise ValueError(
+                "PoseEstimator.predict_from_tokens: the flip test needs a flip_permutation"
+            )
+        mirrored = self.predict_from_features(self.encode_tokens(mirrored_tokens), **options)
+        return self.head.merge_flipped(prediction, mirrored, self.flip_permutation)
 
     @torch.no_grad()
     def predict_from_features(self, features: Features, **options: Any) -> HeadPrediction:
