@@ -579,6 +579,19 @@ F_MODELS = {
         "synthetic_tiny.yaml",
         E_MODELS["diffusion_snr"][1],
     ),
+    # own-box neighbour crops (data.neighbour_boxes: own, issue #23): each frame cropped
+    # around the person's own box, so extraction encodes a person-frame once; paired
+    # against their key-box twins above (same data, budget and seed)
+    "temporal_own": (
+        "temporal heatmap baseline (T=3), own-box crops",
+        "synthetic_tiny.yaml",
+        [*E_MODELS["temporal"][1], "data.neighbour_boxes=own"],
+    ),
+    "diffusion_snr_own": (
+        "temporal diffusion, SNR masks (T=3, S=1, G=4), own-box crops",
+        "synthetic_tiny.yaml",
+        [*E_MODELS["diffusion_snr"][1], "data.neighbour_boxes=own"],
+    ),
     "tfpose": ("TFPose (T=3)", "synthetic_tiny_tfpose.yaml", ["data.frame_offsets=[-1,0,1]"]),
     # the same at twice the budget (20 epochs): does the regression head catch up?
     "tfpose_2x": (

@@ -4,6 +4,7 @@ key box), with the clip's one random scale, rotation, flip and colour."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -221,3 +222,38 @@ def test_overlap_matching_is_one_to_one_with_a_floor() -> None:
     np.testing.assert_array_equal(boxes[:, 0], [key[0], candidates[0]])
     np.testing.assert_array_equal(found, [[False, True, False], [True, True, False]])
     np.testing.assert_array_equal(boxes[:, 2], key)  # nothing overlaps: the key boxes
+
+
+def test_a_person_without_a_track_id_falls_back_to_the_key_box(walking) -> None:
+    """No identity (track id -1, e.g. COCO-style ground truth): no neighbour box can be
+    looked up, so every frame is cropped with the key box (DiffPose's crop)."""
+    root, records = walking
+    anonymous = [
+        replace(
+            video,
+            frames=[
+                replace(frame, persons=[replace(p, track_id=-1) for p in frame.persons])
+                for frame in video.frames
+            ],
+        )
+        for video in records
+    ]
+    data = dataset((root, anonymous))
+    sample = next(data[i] for i in range(len(data)) if data[i]["frame_index"] == 3)
+    np.testing.assert_allclose(sample["frame_boxes"].numpy(), [person_box(3)] * 3)
+
+
+def test_evaluation_clips_use_own_boxes_and_clamp_at_the_ends(walking) -> None:
+    """Ground-truth evaluation (no augmentation) crops by identity as training does; the
+    first frame's clip repeats frame 0 with its own box."""
+    data = dataset(walking, train=False)
+    sample = sample_of(data, frame=3)
+    np.testing.assert_allclose(sample["frame_boxes"].numpy(), [person_box(i) for i in (2, 3, 4)])
+    first = sample_of(data, frame=0)
+    assert first["frame_indices"].tolist() == [0, 0, 1]
+    np.testing.assert_allclose(first["frame_boxes"].numpy(), [person_box(i) for i in (0, 0, 1)])
+    # a person-frame has one crop in every clip that holds it (the token cache's
+    # premise): frame 3 as key frame and as frame 4's neighbour, frame 4 the other way
+    following = sample_of(data, frame=4)
+    assert torch.equal(following["frames"][0], sample["frames"][1])
+    assert torch.equal(following["frames"][1], sample["frames"][2])

@@ -63,6 +63,7 @@ def predict_dataset(
     seed: int = 0,
     num_workers: int = 0,
     show_progress: bool = True,
+    reuse_tokens: bool = True,
 ) -> list[PersonPrediction]:
     """Run the model over every clip of an evaluation ``ClipDataset``.
 
@@ -70,19 +71,37 @@ def predict_dataset(
     input-crop pixels, scores, and an uncertainty where the head has one); they are
     mapped to image pixels with each clip's inverse affine. Sampling noise comes from a
     generator seeded with ``seed``, so two runs agree.
+
+    A model trained with own-box crops (the dataset's ``neighbour_boxes`` "own") crops
+    frame t of a person the same way in every clip that holds it, so with
+    ``reuse_tokens`` each such crop goes through the backbone once
+    (``vidpose.inference.token_cache.predict_with_cache``), keyed by (video, frame,
+    box); the answers are ``model.predict``'s up to float rounding. The loader still
+    decodes and crops every frame of every clip (docs/extraction.md says why).
     """
+    from vidpose.inference.token_cache import TokenCache, predict_with_cache, supports_tokens
+
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     generator = torch.Generator(device=device).manual_seed(seed)
     predictions: list[PersonPrediction] = []
+    cache = None
+    if (
+        reuse_tokens
+        and getattr(dataset, "neighbour_boxes", "key") == "own"
+        and len(getattr(dataset, "frame_offsets", ())) > 1
+        and supports_tokens(model)
+    ):
+        cache = TokenCache()
+    sampling: dict[str, Any] = {"steps": steps, "hypotheses": hypotheses, "generator": generator}
     for batch in tqdm(loader, desc="predict", disable=not show_progress, dynamic_ncols=True):
-        answer = model.predict(
-            batch["frames"].to(device),
-            flip_test=flip_test,
-            steps=steps,
-            hypotheses=hypotheses,
-            generator=generator,
-        )
+        frames = batch["frames"].to(device)
+        if cache is None:
+            answer = model.predict(frames, flip_test=flip_test, **sampling)
+        else:
+            keys = _clip_keys(batch)
+            _evict_before(cache, keys)
+            answer = predict_with_cache(model, frames, keys, cache, flip_test=flip_test, **sampling)
         inverse = batch["inverse_affine"].double()
         image_points = crop_to_image(answer.keypoints.cpu().double(), inverse)
         uncertainty = None
@@ -103,6 +122,30 @@ def predict_dataset(
                 )
             )
     return predictions
+
+
+def _clip_keys(batch: dict[str, Any]) -> list[list[Any]]:
+    """[B][T] the token-cache key of each crop of a batch: ((video, frame), box)."""
+    from vidpose.inference.token_cache import cache_key
+
+    indices = batch["frame_indices"].tolist()
+    boxes = batch["frame_boxes"].double().numpy()
+    return [
+        [cache_key((video, frame), box) for frame, box in zip(frames, clip_boxes, strict=True)]
+        for video, frames, clip_boxes in zip(batch["video"], indices, boxes, strict=True)
+    ]
+
+
+def _evict_before(cache: Any, keys: list[list[Any]]) -> None:
+    """Drop the cached crops no later clip needs: the dataset goes through the videos
+    in order and through each video's key frames in order, so a video absent from the
+    batch is done, and a frame before the batch's earliest clip frame of its video will
+    not come back (in another order this only costs encodings, never a wrong answer)."""
+    first: dict[str, int] = {}
+    for clip in keys:
+        for (video, frame), _ in clip:
+            first[video] = min(frame, first.get(video, frame))
+    cache.evict(lambda frame_id: frame_id[0] in first and frame_id[1] >= first[frame_id[0]])
 
 
 def assign_track_ids(predictions: list[PersonPrediction], sigmas: np.ndarray) -> None:
