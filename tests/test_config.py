@@ -133,7 +133,7 @@ def test_value_checks_run_after_conversion():
 def test_missing_file_and_missing_base(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(tmp_path / "nope.yaml")
-    assert str(error.value) == f"config file not found: {tmp_path / 'nope.yaml'}"
+    assert str(error.value) == f"{tmp_path / 'nope.yaml'}: config file not found"
     child = write(tmp_path / "child.yaml", "base: gone.yaml\n")
     with pytest.raises(ConfigError, match=r"child.yaml: base file not found: gone.yaml"):
         load_config(child)

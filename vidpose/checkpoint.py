@@ -34,11 +34,13 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from vidpose.runtime import InputError
+
 FORMAT = "vidpose-checkpoint-1"
 PARTIAL_SUFFIX = ".partial"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A file that is not a readable vidpose checkpoint (truncated, not safetensors, no
     vidpose metadata, non-finite weights); the message names the file and says why."""
 

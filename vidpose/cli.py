@@ -1,13 +1,16 @@
 """`vidpose <command>`: the command-line interface.
 
-Each command parses its arguments here and calls one library function; no logic
-lives only in the CLI. Heavy modules are imported inside the command so that
-`vidpose --help` stays instant.
+Each command parses its arguments here and calls one library function; no logic lives
+only in the CLI. Heavy modules are imported inside the command so that `vidpose --help`
+stays instant.
 
-Over 600 lines on purpose: the parser is one thing, the command line; each command's
-handler checks its arguments and calls the library, and one module keeps every
-option and its help text side by side. (The handlers stay as they
-are while ``cli`` <-> ``demo`` is untangled under its own issue.)
+Every command fails the same way (:func:`report_failure`): one line on stderr,
+``vidpose COMMAND: error: FILE: what was expected``, and the exit status of the error's
+class (``vidpose.runtime``, docs/getting_started.md "Exit statuses"). Only an error of
+no known class, a bug, prints its traceback.
+
+Over 600 lines on purpose: the parser is one thing, the command line; one module keeps
+every option and its help text side by side.
 """
 
 from __future__ import annotations
@@ -17,31 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from vidpose import __version__
-
-
-class CommandError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
-
-
-def _device(requested: str | None) -> str:
-    """``--device``, by default CUDA where torch has it; asking for CUDA without it is a
-    user error, not a torch traceback."""
-    import torch
-
-    device = requested or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CommandError(f"--device {device}: CUDA is not available in this torch build")
-    return device
-
-
-def _load_checkpoint(checkpoint: str, config: str | None, overrides: Sequence[str] = ()):
-    """``load_estimator`` with a missing or malformed file reported as a user error."""
-    from vidpose.inference.predictor import load_estimator
-
-    try:
-        return load_estimator(checkpoint, config=config, overrides=overrides)
-    except (FileNotFoundError, ValueError) as error:
-        raise CommandError(str(error)) from None
+from vidpose.runtime import EXIT_PARTIAL
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -91,19 +70,14 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         from pathlib import Path
 
         from vidpose.config import load_config
-        from vidpose.engine.distributed import context_from_environment, shutdown
-        from vidpose.engine.trainer import ResumeMismatch, TrainingDiverged, train
+        from vidpose.engine.commands import run_training
 
         config = load_config(args.config, args.overrides)
         work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.config).stem)
-        context = context_from_environment(args.device)
-        try:
-            result = train(config, work_dir, resume=args.resume, context=context)
-        except (TrainingDiverged, ResumeMismatch, FileNotFoundError) as error:
-            raise CommandError(str(error)) from None
-        finally:
-            shutdown(context)
-        if context.is_main:
+        result, main_process = run_training(
+            config, work_dir, resume=args.resume, device=args.device
+        )
+        if main_process:
             best = (
                 f", best validation metric {result.best_metric:.2f}" if result.best_metric else ""
             )
@@ -135,28 +109,22 @@ def _add_test(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
     def handler(args: argparse.Namespace) -> int:
-        from pathlib import Path
+        from vidpose.engine.commands import evaluate_checkpoint
 
-        from vidpose.data.json_fields import write_json_atomic
-        from vidpose.engine.evaluate import evaluate_model
-
-        model, config = _load_checkpoint(args.checkpoint, args.config, args.overrides)
-        device = _device(args.device)
-        out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + "_predictions")
-        result = evaluate_model(
-            config,
-            model.to(device),
-            out_dir=out,
-            device=device,
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            args.config,
+            args.overrides,
+            out=args.out,
             boxes=args.boxes,
             steps=args.steps,
             hypotheses=args.hypotheses,
             flip_test=args.flip_test,
+            json_path=args.json,
+            device=args.device,
         )
         print(result.table)
         print(f"predictions: {result.prediction_dir} (boxes: {result.boxes})")
-        if args.json:
-            write_json_atomic(args.json, result.summary)
         return 0
 
     parser.set_defaults(handler=handler)
@@ -199,37 +167,20 @@ def _add_eval(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", metavar="OUT", help="also write the results to this JSON file")
 
     def handler(args: argparse.Namespace) -> int:
-        from vidpose.data.json_fields import write_json_atomic
-        from vidpose.evaluation import (
-            EvaluationInputError,
-            evaluate_coco_keypoints,
-            evaluate_posetrack,
-        )
+        from vidpose.evaluation.scoring import score_files
 
-        try:
-            if args.coco:
-                stats = evaluate_coco_keypoints(args.gt_dir, args.pred_dir)
-                print(f"COCO keypoint OKS AP (boxes: {args.boxes or 'unknown'})")
-                print("  ".join(f"{name} {value:.1f}" for name, value in stats.items()))
-                result = {
-                    "coco": {k: None if v != v else v for k, v in stats.items()},  # NaN -> null
-                    "boxes": args.boxes,
-                }
-            else:
-                report = evaluate_posetrack(
-                    args.gt_dir,
-                    args.pred_dir,
-                    protocol=args.protocol,
-                    tracking=args.tracking,
-                    tracking_mode=args.tracking_mode,
-                    boxes=args.boxes,
-                )
-                print(report.format_tables())
-                result = report.to_dict()
-        except EvaluationInputError as error:
-            raise CommandError(str(error)) from error
+        scored = score_files(
+            args.gt_dir,
+            args.pred_dir,
+            coco=args.coco,
+            protocol=args.protocol,
+            tracking=args.tracking,
+            tracking_mode=args.tracking_mode,
+            boxes=args.boxes,
+            json_path=args.json,
+        )
+        print(scored.text)
         if args.json:
-            write_json_atomic(args.json, result)
             print(f"Results written to {args.json}")
         return 0
 
@@ -354,140 +305,44 @@ def _add_extract(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     def handler(args: argparse.Namespace) -> int:
-        import os
-        from collections import Counter
-        from pathlib import Path
-
-        from vidpose.engine.distributed import shard_from_environment
-        from vidpose.inference.detectors import build_detector
-        from vidpose.inference.downloads import DownloadError
-        from vidpose.inference.extract import (
-            ExtractOptions,
-            collect_videos,
-            extract_videos,
-            format_report,
-            parse_shard,
-            select_shard,
-            video_name,
-        )
-        from vidpose.inference.person_boxes import (
-            DetectorBoxes,
-            SinglePersonBoxes,
-            detection_file_for,
-            read_detections,
-        )
-        from vidpose.inference.predictor import build_predictor
-        from vidpose.inference.pretrained import resolve_checkpoint
-        from vidpose.inference.smoothing import OneEuroSettings
-
-        for option in ("steps", "hypotheses", "batch_size", "max_frames", "det_every"):
-            value = getattr(args, option)
-            if value is not None and value < 1:
-                raise CommandError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-        if args.boxes is None and args.detector is None and not args.single_person:
-            raise CommandError(
-                "say where the people are: --detector NAME_OR_PATH, --boxes FILE_OR_FOLDER "
-                "or --single-person"
-            )
-        if args.boxes is not None and args.single_person:
-            raise CommandError("--boxes and --single-person exclude each other")
-        try:
-            videos = collect_videos(args.inputs)
-            shard_index, shard_count = parse_shard(args.shard) if args.shard else (0, 1)
-        except (FileNotFoundError, ValueError) as error:
-            raise CommandError(str(error)) from None
-        repeated = [name for name, n in Counter(map(video_name, videos)).items() if n > 1]
-        if repeated:
-            raise CommandError(
-                f"several inputs would write outputs named {repeated[0]!r} in {args.out}; "
-                "extract them into different --out folders"
-            )
-        if args.boxes is not None and not Path(args.boxes).exists():
-            raise CommandError(f"--boxes {args.boxes}: no such file or folder")
-        # --shard splits between machines, torchrun between the processes of one run.
-        rank, world_size = shard_from_environment()
-        videos = select_shard(videos, shard_index * world_size + rank, shard_count * world_size)
-
-        device = _device(args.device)
-        if device == "cuda" and world_size > 1:
-            device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}"  # one device per process
-        try:
-            checkpoint = resolve_checkpoint(args.checkpoint)
-            detector = (
-                None if args.detector is None else build_detector(args.detector, device=device)
-            )
-        except (FileNotFoundError, ValueError, ImportError, DownloadError) as error:
-            raise CommandError(str(error)) from None
-        model, config = _load_checkpoint(str(checkpoint), args.config)
-        try:
-            predictor = build_predictor(
-                model,
-                config,
-                device=device,
-                steps=args.steps,
-                hypotheses=args.hypotheses,
-                flip_test=args.flip,
-                batch_size=args.batch_size,
-            )
-        except (FileNotFoundError, ValueError) as error:
-            raise CommandError(str(error)) from None
-
-        threshold = args.score_threshold
-        if threshold is None:
-            threshold = config.data.det_score_threshold
-
-        def boxes_for(video: Path):
-            if args.single_person:
-                return SinglePersonBoxes(
-                    detector=detector, score_threshold=args.det_thr, every=args.det_every
-                )
-            if detector is not None:
-                return DetectorBoxes(detector, score_threshold=args.det_thr, every=args.det_every)
-            name = video_name(video)
-            file = detection_file_for(args.boxes, name)
-            return read_detections(file, video=name, score_threshold=threshold)
-
-        if detector is not None:
-            note = f"detector {detector.description}, threshold {args.det_thr}"
-            note += f", every {args.det_every} frames" if args.det_every > 1 else ""
-            note = f"single person, {note}" if args.single_person else note
-        else:
-            note = "single person" if args.single_person else f"detections: {args.boxes}"
-        pose_threshold = args.pose_thr
-        if pose_threshold is None:
-            pose_threshold = 0.2 if args.single_person and detector is None else 0.0
-        smoothing = None
-        if args.smooth == "oneeuro":
-            try:
-                smoothing = OneEuroSettings(
-                    min_cutoff=args.smooth_min_cutoff,
-                    beta=args.smooth_beta,
-                    d_cutoff=args.smooth_d_cutoff,
-                )
-            except ValueError as error:
-                raise CommandError(str(error)) from None
-        options = ExtractOptions(
-            render=args.render,
-            track=not args.single_person,
-            max_frames=args.max_frames,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            boxes_note=note,
-            decoder=args.decoder,
-            seed=args.seed,
-            min_pose_score=pose_threshold,
-            smoothing=smoothing,
-        )
+        from vidpose.inference.extract import format_report
+        from vidpose.inference.extraction import run_extraction
 
         def report_failure(summary) -> None:
             print(f"vidpose extract: {summary.error}", file=sys.stderr)
 
-        print(f"vidpose extract: {len(videos)} videos -> {args.out} (device {device})")
-        report = extract_videos(
-            videos, predictor, boxes_for, args.out, options=options, on_failure=report_failure
+        report = run_extraction(
+            args.inputs,
+            checkpoint=args.checkpoint,
+            out=args.out,
+            config=args.config,
+            boxes=args.boxes,
+            detector=args.detector,
+            single_person=args.single_person,
+            det_thr=args.det_thr,
+            det_every=args.det_every,
+            pose_thr=args.pose_thr,
+            smooth=args.smooth,
+            smooth_min_cutoff=args.smooth_min_cutoff,
+            smooth_beta=args.smooth_beta,
+            smooth_d_cutoff=args.smooth_d_cutoff,
+            seed=args.seed,
+            score_threshold=args.score_threshold,
+            render=args.render,
+            steps=args.steps,
+            hypotheses=args.hypotheses,
+            flip=args.flip,
+            device=args.device,
+            shard=args.shard,
+            batch_size=args.batch_size,
+            max_frames=args.max_frames,
+            decoder=args.decoder,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            on_failure=report_failure,
         )
         print(format_report(report))
-        return 1 if report.failures else 0
+        return EXIT_PARTIAL if report.failures else 0
 
     parser.set_defaults(handler=handler)
 
@@ -511,13 +366,9 @@ def _add_import_weights(subparsers: argparse._SubParsersAction) -> None:
     )
 
     def handler(args: argparse.Namespace) -> int:
-        from vidpose.inference.downloads import DownloadError
         from vidpose.inference.pretrained import import_weights
 
-        try:
-            out, report = import_weights(args.source, args.out, num_heads=args.num_heads)
-        except (FileNotFoundError, ValueError, DownloadError) as error:
-            raise CommandError(str(error)) from None
+        out, report = import_weights(args.source, args.out, num_heads=args.num_heads)
         backbone = report.config["model"]["backbone"]
         print(
             f"vidpose import-weights: {args.source} ({report.layout} layout, ViT "
@@ -596,122 +447,30 @@ def _add_visualize(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
     def handler(args: argparse.Namespace) -> int:
-        from pathlib import Path
+        from vidpose.visualization.visualize import run_visualization
 
-        import numpy as np
-
-        from vidpose.codecs.heatmap import build_codec
-        from vidpose.data.json_fields import AnnotationError
-        from vidpose.data.skeleton import get_skeleton
-        from vidpose.inference.predictor import build_predictor
-        from vidpose.visualization.search import sample_search
-        from vidpose.visualization.search_input import (
-            SearchInputError,
-            clip_from_dataset,
-            clip_from_video,
-            write_clip_search,
-        )
-
-        if args.dataset is not None and args.index is None:
-            raise CommandError("--dataset needs --index (the item of the validation set)")
-        if args.video is not None and args.frame is None:
-            raise CommandError("--video needs --frame (the key frame, 0-based)")
-        misplaced = [
-            flag
-            for flag, value, wanted in (
-                ("--index", args.index, args.dataset),
-                ("--set", args.overrides or None, args.dataset),
-                ("--frame", args.frame, args.video),
-                ("--track", args.track, args.video),
-                ("--boxes", args.boxes, args.video),
-            )
-            if value is not None and wanted is None
-        ]
-        if misplaced:
-            other = "--dataset" if misplaced[0] in ("--index", "--set") else "--video"
-            raise CommandError(f"{misplaced[0]} only applies with {other}")
-        for option in ("steps", "hypotheses", "panel_height"):
-            value = getattr(args, option)
-            if value is not None and value < 1:
-                raise CommandError(f"--{option.replace('_', '-')} must be >= 1, got {value}")
-
-        model, config = _load_checkpoint(args.checkpoint, args.dataset, args.overrides)
-        device = _device(args.device)
-        model = model.to(device).eval()
-        skeleton = get_skeleton(config.data.skeleton)
-        codec = build_codec(config.data)
-        joint_panels = None if args.joints is None else []
-        if args.joints not in (None, "none"):
-            names = [name.strip() for name in args.joints.split(",") if name.strip()]
-            try:
-                joint_panels = [skeleton.index(name) for name in names]
-            except KeyError as error:
-                raise CommandError(f"--joints: {error.args[0]}") from None
-
-        try:
-            if args.dataset is not None:
-                clip = clip_from_dataset(config, args.index)
-                name = f"{Path(args.dataset).stem}_val{clip.description['index']}"
-            else:
-                predictor = build_predictor(model, config, device=device)
-                clip = clip_from_video(
-                    predictor, args.video, args.frame, track=args.track, boxes=args.boxes
-                )
-                name = f"{Path(args.video).stem}_frame{args.frame}_track{args.track or 0}"
-            trajectory, _ = sample_search(
-                model,
-                clip.frames,
-                codec,
-                steps=args.steps if args.steps is not None else config.test.steps,
-                hypotheses=args.hypotheses
-                if args.hypotheses is not None
-                else config.test.hypotheses,
-                seed=args.seed,
-            )
-        except (FileNotFoundError, SearchInputError, AnnotationError, ValueError) as error:
-            raise CommandError(str(error)) from None
-
-        out = Path(args.out or Path("outputs/visualize") / name)
-        animations = {"both": ("gif", "mp4"), "none": ()}.get(args.animation, (args.animation,))
-        metadata = {
-            **clip.description,
-            "checkpoint": str(args.checkpoint),
-            "seed": args.seed,
-            "steps": trajectory.num_steps,
-            "hypotheses": trajectory.num_hypotheses,
-            "box": clip.box.tolist(),
-            "inverse_affine": clip.inverse_affine.tolist(),
-        }
-        written = write_clip_search(
-            out,
-            trajectory,
-            clip,
-            model,
-            config,
-            joint_panels=joint_panels,
-            animations=animations,
+        result = run_visualization(
+            args.checkpoint,
+            dataset=args.dataset,
+            index=args.index,
+            video=args.video,
+            frame=args.frame,
+            track=args.track,
+            boxes=args.boxes,
+            overrides=args.overrides,
+            steps=args.steps,
+            hypotheses=args.hypotheses,
+            seed=args.seed,
+            out=args.out,
+            joints=args.joints,
+            animation=args.animation,
             panel_height=args.panel_height,
-            metadata=metadata,
+            device=args.device,
         )
-        if trajectory.t is None and (args.steps is not None or args.hypotheses is not None):
-            # The head accepted the sampler's settings and ignored them: say so.
-            print(
-                f"vidpose visualize: note: --steps and --hypotheses set a diffusion sampler; "
-                f"{type(model.head).__name__} records its own {trajectory.num_steps} steps",
-                file=sys.stderr,
-            )
-        moves = trajectory.displacement()[:, skeleton.scored_indices]
-        if trajectory.t is not None:
-            what = f"{trajectory.num_steps} steps, {trajectory.num_hypotheses} hypotheses"
-        else:
-            what = f"{trajectory.num_steps} steps ({', '.join(trajectory.labels)})"
-        print(
-            f"{what}; mean keypoint move per step (input px): "
-            + ", ".join(
-                f"{np.nanmean(row):.2f}" if np.isfinite(row).any() else "-" for row in moves
-            )
-        )
-        for path in written.values():
+        if result.note:
+            print(f"vidpose visualize: note: {result.note}", file=sys.stderr)
+        print(result.summary)
+        for path in result.written.values():
             print(f"wrote {path}")
         return 0
 
@@ -759,19 +518,16 @@ def _add_synth(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from vidpose.data.synthetic import generate_dataset
 
-        try:
-            root = generate_dataset(
-                args.out_dir,
-                videos=args.videos,
-                frames=args.frames,
-                persons=args.persons,
-                size=args.size,
-                occlusion=args.occlusion,
-                seed=args.seed,
-                overwrite=args.overwrite,
-            )
-        except (ValueError, FileExistsError) as error:
-            raise CommandError(str(error)) from None
+        root = generate_dataset(
+            args.out_dir,
+            videos=args.videos,
+            frames=args.frames,
+            persons=args.persons,
+            size=args.size,
+            occlusion=args.occlusion,
+            seed=args.seed,
+            overwrite=args.overwrite,
+        )
         print(
             f"wrote {2 * args.videos} videos ({args.videos} train + {args.videos} val) of "
             f"{args.frames} frames to {root}\n"
@@ -795,10 +551,7 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     def handler(args: argparse.Namespace) -> int:
         from vidpose.demo import run_demo
 
-        try:
-            run_demo(args.out, quick=args.quick, device=args.device)
-        except (FileNotFoundError, RuntimeError) as error:
-            raise CommandError(str(error)) from None
+        run_demo(args.out, quick=args.quick, device=args.device)
         return 0
 
     parser.set_defaults(handler=handler)
@@ -830,8 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from vidpose.config import ConfigError
-
+    """Run ``vidpose COMMAND ...``; returns the exit status (docs/getting_started.md,
+    "Exit statuses"). Every failure goes through :func:`report_failure`."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -839,12 +592,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except (CommandError, ConfigError) as error:
-        print(f"vidpose {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"vidpose {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except (Exception, KeyboardInterrupt) as error:
+        return report_failure(args.command, error)
+
+
+def report_failure(command: str, error: BaseException) -> int:
+    """Tell the user how ``vidpose COMMAND`` failed and return its exit status.
+
+    One line on stderr, ``vidpose COMMAND: error: FILE: what was expected``, with the
+    further lines of the message (an :class:`~vidpose.runtime.InputError`'s
+    ``details``, every problem a data check found) indented under it. The status comes
+    from the error's class (:func:`vidpose.runtime.exit_status`). An error of no known
+    class is a bug: its traceback is printed first and the line says so (status 70);
+    Ctrl-C prints one line (status 130).
+    """
+    from vidpose.runtime import EXIT_INTERNAL, EXIT_INTERRUPTED, error_message, exit_status
+
+    status = exit_status(error)
+    prefix = f"vidpose {command}"
+    if status == EXIT_INTERRUPTED:
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        return status
+    text = error_message(error)
+    if status == EXIT_INTERNAL:
+        import traceback
+
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        text = (
+            f"internal error (a bug in vidpose, please report it): {type(error).__name__}: {text}"
+        )
+    first, *rest = text.splitlines() or [""]
+    rest += [str(line) for line in getattr(error, "details", ())]
+    print(f"{prefix}: error: {first}", file=sys.stderr)
+    for line in rest:
+        print(f"  {line.strip()}", file=sys.stderr)
+    sys.stderr.flush()
+    return status
 
 
 if __name__ == "__main__":

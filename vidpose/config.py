@@ -23,9 +23,11 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from vidpose.runtime import InputError
 
-class ConfigError(ValueError):
-    """A config file, key or value is not what the schema expects."""
+
+class ConfigError(InputError):
+    """A config file, key or value is not what the schema expects (exit status 2)."""
 
 
 def _require(key: str, value: Any, valid: bool, expected: str) -> None:
@@ -561,7 +563,7 @@ def save_config(config: Config, path: str | os.PathLike) -> Path:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{path}: config file not found")
     try:
         with open(path, encoding="utf-8") as handle:
             tree = yaml.safe_load(handle)

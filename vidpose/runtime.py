@@ -21,8 +21,10 @@ that says which kind of failure it was (docs/getting_started.md, "Exit statuses"
 ====  ==============================================================================
 
 The classes live on the ground floor so that every layer can raise them; the readers
-keep their own (``AnnotationError``, ``EvaluationInputError``, ...), which derive from
-:class:`InputError`.
+keep their own (``AnnotationError``, ``EvaluationInputError``, ``ConfigError``,
+``CheckpointError``, ...), which derive from :class:`InputError`. :func:`exit_status`
+maps an exception to its status; an exception it does not know is a bug (70), never
+dressed up as a user error.
 """
 
 from __future__ import annotations
@@ -65,6 +67,48 @@ class OutputError(OSError):
 class RunStopped(RuntimeError):
     """A long run stopped before its end with its finished work saved; the message says
     why and where the work is (exit status 4)."""
+
+
+# Errors of the operating system that say the output side is full or read-only.
+_OUTPUT_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EROFS) if code is not None
+)
+
+
+def exit_status(error: BaseException) -> int:
+    """The exit status a command ends with when ``error`` stops it (the table above).
+
+    :class:`InputError` (and the readers' errors derived from it) is 2,
+    :class:`OutputError` 3, :class:`RunStopped` 4, ``KeyboardInterrupt`` 130. An
+    ``OSError`` raised outside :func:`writing` is about a path the user named (a missing
+    file, a folder where a file belongs, an unreadable image): 2, or 3 when the system
+    says the disk is full or read-only. Anything else is an internal error: 70.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, InputError):
+        return EXIT_INPUT
+    if isinstance(error, OutputError):
+        return EXIT_OUTPUT
+    if isinstance(error, RunStopped):
+        return EXIT_STOPPED
+    if isinstance(error, OSError):
+        return EXIT_OUTPUT if error.errno in _OUTPUT_ERRNOS else EXIT_INPUT
+    return EXIT_INTERNAL
+
+
+def error_message(error: BaseException) -> str:
+    """The text of a user-facing error: ``FILE: what was wrong`` for an ``OSError`` that
+    carries a file name (``[Errno 2] No such file ...: 'x'`` becomes ``x: No such file
+    ...``), else ``str(error)``; never raises (an object whose ``str`` fails is shown by
+    its type)."""
+    try:
+        if isinstance(error, OSError) and error.filename is not None and error.strerror:
+            return f"{error.filename}: {error.strerror}"
+        text = str(error)
+    except Exception:  # a broken __str__ must not hide the error being reported
+        text = ""
+    return text or type(error).__name__
 
 
 # --------------------------------------------------------------------------- output folders

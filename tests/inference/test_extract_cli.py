@@ -150,8 +150,8 @@ def test_shards_split_the_sorted_videos(tiny_checkpoint, tmp_path, write_mp4, mo
     "arguments, message",
     [
         (["--shard", "2/2"], "expected 0 <= I < N"),
-        (["--boxes", "missing.json"], "--boxes missing.json: no such file or folder"),
-        (["--max-frames", "0"], "--max-frames must be >= 1"),
+        (["--boxes", "missing.json"], "missing.json: boxes file or folder not found (--boxes)"),
+        (["--max-frames", "0"], "--max-frames 0: expected a number >= 1"),
     ],
 )
 def test_user_errors_exit_2_with_a_message(tmp_path, write_mp4, capsys, arguments, message):

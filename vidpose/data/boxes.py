@@ -11,6 +11,7 @@ boxes are x, y, w, h in pixels of the original image.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ import numpy as np
 
 from vidpose.data.json_fields import AnnotationError, FieldReader, describe, load_json
 from vidpose.data.records import VideoRecord
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ def read_detections(
         category_id: keep only this category (1 = person in COCO and PoseTrack); None
             keeps all. A detection without ``category_id`` is taken as a person.
 
+    Detections of zero width or height are left out (no crop can be made from them),
+    with a warning that counts them.
+
     Raises:
         FileNotFoundError, AnnotationError: the file is missing or malformed; the
             message names the detection (position and image id) and the field.
@@ -80,6 +86,7 @@ def read_detections(
             "(COCO results format: [{image_id, category_id, bbox, score}, ...])"
         )
     boxes: dict[int, list[PersonBox]] = {}
+    zero_size = 0
     for position, detection in enumerate(data):
         what = f"detection #{position}"
         if isinstance(detection, dict) and isinstance(detection.get("image_id"), int):
@@ -97,7 +104,15 @@ def read_detections(
             continue
         if score < score_threshold:
             continue
+        if bbox[2] == 0 or bbox[3] == 0:
+            zero_size += 1
+            continue
         boxes.setdefault(image_id, []).append(PersonBox(bbox=bbox, score=score))
+    if zero_size:
+        LOGGER.warning(
+            f"{shown}: {zero_size} of {len(data)} detections have zero width or height and "
+            "are left out (expected [x, y, w, h] with w, h > 0)"
+        )
     for image_boxes in boxes.values():
         image_boxes.sort(key=lambda box: -box.score)
     return boxes
@@ -108,7 +123,9 @@ def load_boxes(
 ) -> dict[int, list[PersonBox]]:
     """Boxes for evaluating ``videos``: ``"gt"`` or a detections file (``data.val_boxes``).
 
-    Every image id of ``videos`` gets an entry (possibly empty).
+    Every image id of ``videos`` gets an entry (possibly empty). A warning counts the
+    detections of image ids that are no frame of ``videos`` and those that lie wholly
+    outside their image (where the image size is known): boxes that can find no one.
 
     Raises:
         AnnotationError: a detections file none of whose image ids belongs to ``videos``
@@ -125,7 +142,38 @@ def load_boxes(
             f"belongs to the {len(image_ids)} frames being evaluated, expected detections of "
             "the same split with the same image ids"
         )
+    _warn_about_unusable(source, detections, videos)
     return {image_id: detections.get(image_id, []) for image_id in image_ids}
+
+
+def _warn_about_unusable(
+    source: str, detections: dict[int, list[PersonBox]], videos: list[VideoRecord]
+) -> None:
+    """Warn, with counts, about detections that cannot find anyone: on image ids that are
+    no frame of ``videos``, or wholly outside their image."""
+    frames = {frame.image_id: frame for video in videos for frame in video.frames}
+    total = sum(len(boxes) for boxes in detections.values())
+    elsewhere = sum(len(boxes) for image_id, boxes in detections.items() if image_id not in frames)
+    outside = 0
+    for image_id, boxes in detections.items():
+        frame = frames.get(image_id)
+        if frame is None or frame.width is None or frame.height is None:
+            continue
+        for box in boxes:
+            x, y, w, h = box.bbox
+            if x >= frame.width or y >= frame.height or x + w <= 0 or y + h <= 0:
+                outside += 1
+    if elsewhere:
+        LOGGER.warning(
+            f"{source}: {elsewhere} of {total} detections are on image ids that are no frame "
+            f"of the {len(videos)} videos evaluated; they are not used"
+        )
+    if outside:
+        usable = total - elsewhere - outside
+        LOGGER.warning(
+            f"{source}: {outside} of {total} detections lie wholly outside their image "
+            f"({usable} usable boxes left); expected x, y, w, h in pixels of the image"
+        )
 
 
 def enlarge_box(box: np.ndarray, padding: float = 1.25, aspect: float = 192 / 256) -> np.ndarray:

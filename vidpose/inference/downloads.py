@@ -33,10 +33,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from vidpose.runtime import InputError
+
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError):
     """A model file could not be fetched or failed its checksum (the message names the
     URL and the path to put the file at)."""
 

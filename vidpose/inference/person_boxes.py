@@ -24,10 +24,11 @@ Sources:
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +39,8 @@ from vidpose.data.boxes import read_detections as read_coco_detections
 from vidpose.data.json_fields import AnnotationError, FieldReader, describe, load_json
 from vidpose.data.posetrack import posetrack_image_id
 from vidpose.inference.tracker import box_iou
+
+LOGGER = logging.getLogger(__name__)
 
 # A detector callable: frame [H, W, 3] uint8 RGB -> (boxes [P, 4] x, y, w, h, scores [P]).
 Detector = Callable[[np.ndarray], tuple[npt.ArrayLike, npt.ArrayLike]]
@@ -87,8 +90,12 @@ class DetectionTable:
     frames: dict[int, tuple[np.ndarray, np.ndarray]]
     source: str = "<memory>"
     score_threshold: float = 0.0
+    _checked: bool = field(default=False, repr=False, compare=False)
 
     def boxes(self, frame_index: int, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not self._checked:  # the first frame gives the video's frame size
+            self._checked = True
+            self.warn_outside(frame.shape[1], frame.shape[0])
         boxes, scores = self.frames.get(frame_index, empty_boxes())
         keep = (scores >= self.score_threshold) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         return boxes[keep], scores[keep]
@@ -100,6 +107,24 @@ class DetectionTable:
     def last_frame(self) -> int:
         """The largest frame index with an entry (-1 when the table is empty)."""
         return max(self.frames, default=-1)
+
+    def warn_outside(self, width: int, height: int) -> int:
+        """Warn when boxes of the table lie wholly outside a ``width`` x ``height`` frame
+        (boxes of another video, or not in pixels): they can find no one. Returns how
+        many do."""
+        total = sum(len(boxes) for boxes, _ in self.frames.values())
+        outside = 0
+        for boxes, _ in self.frames.values():
+            x, y, w, h = boxes.T
+            outside += int(np.sum((x >= width) | (y >= height) | (x + w <= 0) | (y + h <= 0)))
+        if outside:
+            what = "none of them can" if outside == total else "they can find no one"
+            LOGGER.warning(
+                f"{self.source}: {outside} of {total} boxes lie wholly outside the "
+                f"{width} x {height} frames of the video ({what}); expected x, y, w, h in "
+                "pixels of this video's frames"
+            )
+        return outside
 
 
 def posetrack_video_key(video_name: str) -> int | None:
@@ -159,6 +184,14 @@ def read_detections(
                 f"{shown}: expected a COCO results list or an object with 'images' and "
                 f"'annotations', got {describe(content)}"
             )
+    zero_size = sum(1 for _, box, _ in rows if box[2] == 0 or box[3] == 0)
+    if zero_size:
+        LOGGER.warning(
+            f"{shown}: {zero_size} of {len(rows)} boxes have zero width or height and are "
+            "left out (expected x, y, w, h with w, h > 0)"
+        )
+    if not rows:
+        LOGGER.warning(f"{shown}: holds no person box; every frame will have no one in it")
     return DetectionTable(frames=_group(rows), source=shown, score_threshold=score_threshold)
 
 
@@ -234,7 +267,9 @@ def _read_annotation_file(content: dict[str, Any], shown: str) -> list[_Row]:
         reader = FieldReader(image, file=shown, what=f"images[{position}]")
         frame_of[reader.integer("id")] = position
     rows = []
-    for position, record in enumerate(top.objects("annotations")):
+    records = top.objects("annotations")
+    without_box = 0
+    for position, record in enumerate(records):
         reader = FieldReader(record, file=shown, what=f"annotations[{position}]")
         image_id = reader.integer("image_id")
         if image_id not in frame_of:
@@ -242,8 +277,15 @@ def _read_annotation_file(content: dict[str, Any], shown: str) -> list[_Row]:
                 raise reader.error("image_id", f"is {image_id}", "the id of an entry of 'images'")
             frame_of[image_id] = image_id  # no 'images' list: ids are frame indices
         if not reader.has("bbox"):
-            continue  # a person without a box (PoseTrack lists some): nothing to crop
+            without_box += 1  # a person without a box (PoseTrack lists some): nothing to crop
+            continue
         rows.append((frame_of[image_id], _read_box(reader), reader.number("score", 1.0)))
+    if without_box:
+        LOGGER.warning(
+            f"{shown}: {without_box} of {len(records)} annotations have no 'bbox' and are "
+            "left out (expected a person box [x, y, w, h] on each annotation; a PoseTrack "
+            "file without boxes cannot give the people)"
+        )
     return rows
 
 

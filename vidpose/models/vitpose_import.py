@@ -41,6 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from vidpose.runtime import InputError
+
 # Attention heads by ViT width, as ViTPose's configs set them (the weights do not say:
 # the qkv projection is [3C, C] whatever the head count). ViTPose-S: 384 wide with 12
 # heads of 32 channels; B: 768 / 12; L: 1024 / 16; H: 1280 / 16.
@@ -65,7 +67,7 @@ _MMPOSE0_BLOCK = tuple(
 _IGNORED = re.compile(r"^(data_preprocessor\.|meta\b)")
 
 
-class WeightsImportError(ValueError):
+class WeightsImportError(InputError):
     """The file is not a ViTPose checkpoint this importer understands (the message
     names the file and what was found)."""
 

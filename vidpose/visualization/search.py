@@ -37,6 +37,7 @@ from PIL import Image
 
 from vidpose.codecs.heatmap import HeatmapCodec
 from vidpose.data.skeleton import Skeleton
+from vidpose.runtime import InputError
 from vidpose.visualization.search_grid import (
     render_search_grid,
     render_step_frames,
@@ -92,7 +93,8 @@ def sample_search(
         (trajectory, the model's ``HeadPrediction``).
 
     Raises:
-        ValueError: the head predicts in one pass (its trajectory is empty).
+        vidpose.runtime.InputError: the head predicts in one pass (its trajectory is
+            empty).
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(int(seed))
@@ -104,9 +106,9 @@ def sample_search(
     prediction = model.predict(frames[None].to(device), **sampling)
     if not prediction.trajectory:
         head = type(getattr(model, "head", model)).__name__
-        raise ValueError(
-            f"sample_search: the model's {head} predicts in one pass (it records no "
-            "steps): there is no iterative search to show"
+        raise InputError(
+            f"the model's {head} predicts in one pass (it records no steps): there is no "
+            "iterative search to show; expected a diffusion or TFPose model"
         )
     return SearchTrajectory.from_trajectory(prediction.trajectory, codec), prediction
 

@@ -24,6 +24,7 @@ import torch
 from vidpose.codecs.geometry import invert_affine
 from vidpose.data.skeleton import get_skeleton
 from vidpose.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidpose.runtime import InputError
 from vidpose.visualization.search import write_search_outputs
 from vidpose.visualization.temporal_view import TemporalWeights
 from vidpose.visualization.trajectory import GroundTruth, SearchTrajectory
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from vidpose.inference.predictor import VideoPosePredictor
 
 
-class SearchInputError(ValueError):
+class SearchInputError(InputError):
     """The requested clip cannot be built (no such item, frame, track or box)."""
 
 

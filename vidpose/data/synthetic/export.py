@@ -24,6 +24,7 @@ from vidpose.data.records import FrameRecord, PersonAnnotation, VideoRecord
 from vidpose.data.synthetic.body import HIDDEN_BY
 from vidpose.data.synthetic.render import Scene, SyntheticFrame
 from vidpose.data.synthetic.scene import make_scene
+from vidpose.runtime import InputError, OutputError, prepare_output_folder
 
 FPS = 25
 
@@ -215,7 +216,7 @@ def _check_options(
     if not 0.0 <= occlusion <= 1.0:
         problems.append(f"occlusion must be a probability in [0, 1], got {occlusion}")
     if problems:
-        raise ValueError("synthetic dataset: " + "; ".join(problems))
+        raise InputError("synthetic dataset: " + "; ".join(problems))
 
 
 _OUTPUTS = ("images", "posetrack_data", "videos", "coco", "hidden_by")
@@ -223,7 +224,7 @@ _OUTPUTS = ("images", "posetrack_data", "videos", "coco", "hidden_by")
 
 def _prepare_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
+        raise OutputError(f"{out}: the dataset folder is a file, expected a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(
@@ -234,7 +235,7 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
         for name in _OUTPUTS:
             if (out / name).is_dir():
                 shutil.rmtree(out / name)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(out, "the dataset folder")
 
 
 def read_hidden_by(root: str | os.PathLike, split: str) -> dict[tuple[int, int], np.ndarray]:
