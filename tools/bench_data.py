@@ -7,6 +7,12 @@ Builds a small dataset in a temporary folder (the synthetic PoseTrack generator 
 ``vidpose.data.synthetic.generate_dataset`` is available, else simple drawn frames),
 then times ``ClipDataset`` with the default settings (T = 3, 256 x 192 input, training
 augmentation) through a ``DataLoader``, and the stages of one clip in this process.
+
+Reduced decoding (``data.decode_reduced``, issue #23): clips/s per process (no loader
+worker) with JPEG frames decoded at full size and at 1/2, 1/4 or 1/8 scale where the
+crop allows, the same clips in the same order, and their ratio (target: 3x at
+PoseTrack resolution); the scales the crops allowed are counted. Run it with
+``OMP_NUM_THREADS=1`` (data loading runs on CPU cores next to the training process).
 """
 
 from __future__ import annotations
@@ -114,6 +120,36 @@ def clips_per_second(dataset: ClipDataset, *, workers: int, batch_size: int, bat
     return clips / (time.perf_counter() - start)
 
 
+def reduced_decoding(
+    videos, root: Path, *, batch_size: int, batches: int, repeats: int
+) -> dict[str, object]:
+    """Clips/s per process with ``data.decode_reduced`` off and on (the faster of
+    ``repeats`` runs each, alternating), the ratio, and how often each scale was used."""
+    datasets = {}
+    used: dict[int, int] = {}
+    for reduced in (False, True):
+        cfg = Config(data=DataConfig(root=str(root), decode_reduced=reduced))
+        datasets[reduced] = build_dataset(cfg, "train", videos, codec=build_codec(cfg.data))
+    opened = datasets[True]._open_image
+
+    def counted(video, frame, reduction=1):
+        image = opened(video, frame, reduction)
+        applied = int(image.info.get("decode_reduction", 1))
+        used[applied] = used.get(applied, 0) + 1
+        return image
+
+    datasets[True]._open_image = counted
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for reduced in (False, True):
+            rate = clips_per_second(
+                datasets[reduced], workers=0, batch_size=batch_size, batches=batches
+            )
+            rates[reduced].append(rate)
+    full, reduced = max(rates[False]), max(rates[True])
+    return {"full": full, "reduced": reduced, "ratio": reduced / full, "scales": used}
+
+
 def stage_times(dataset: ClipDataset, repeats: int) -> dict[str, float]:
     """Milliseconds per clip of each stage, measured in this process."""
     totals = dict.fromkeys(("decode", "warp", "colour+normalise", "encode", "whole clip"), 0.0)
@@ -152,6 +188,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--simple", action="store_true", help="draw frames, skip the generator")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs of the reduced-decoding comparison"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # data loading runs on CPU cores next to the training process
 
@@ -179,6 +218,19 @@ def main() -> None:
                 dataset, workers=workers, batch_size=args.batch_size, batches=args.batches
             )
             print(f"| {workers:7d} | {rate:7.1f} | {1000 / rate:7.1f} |")
+        print()
+        compared = reduced_decoding(
+            videos, root, batch_size=args.batch_size, batches=args.batches, repeats=args.repeats
+        )
+        scales = ", ".join(
+            f"1/{scale}: {count}" for scale, count in sorted(compared["scales"].items())
+        )
+        print("| data.decode_reduced (1 process) | clips/s | ms/clip |")
+        print("|--------------------------------|--------:|--------:|")
+        for name, key in (("false (full-size decoding)", "full"), ("true", "reduced")):
+            rate = compared[key]
+            print(f"| {name:30s} | {rate:7.1f} | {1000 / rate:7.1f} |")
+        print(f"\nreduced / full: {compared['ratio']:.2f}x (target 3x); frames decoded at {scales}")
         print()
         print("| stage (one process) | ms/clip |")
         print("|---------------------|--------:|")

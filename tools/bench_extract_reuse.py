@@ -208,11 +208,72 @@ def compare(
     return results
 
 
+@torch.no_grad()
+def model_only(
+    *,
+    tiny: bool,
+    batch: int = 8,
+    settings: tuple[tuple[int, int], ...] = SETTINGS,
+    repeat: int = 5,
+) -> dict:
+    """Section a's measure (``tools/benchmark.py --only a``): the models alone on
+    random crops, ``batch`` persons per call, no cropping, tracking or writing. The
+    cached temporal model in steady state encodes the key frame's ``batch`` new crops
+    (``encode_frames``) and fuses clips of cached tokens (``predict_from_tokens``)."""
+    import numpy as np
+
+    base, overrides = model_overrides(tiny)
+    models = build_models(base, overrides)
+    temporal, config = models["temporal"]
+    baseline, _ = models["baseline"]
+    height, width = config.data.input_size
+    clips = torch.randn(batch, 3, 3, height, width)
+    single = clips[:, 1:2].contiguous()
+    tokens = temporal.encode_frames(clips.flatten(0, 1)).unflatten(0, (batch, 3))
+
+    def timed(function) -> float:
+        function()
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+        return float(np.median(times))
+
+    base_rate = batch / timed(lambda: baseline.predict(single))
+    rows = [{"name": "single-frame heatmap baseline (T=1)", "S": None, "G": None,
+             "person_frames_per_s": base_rate, "ratio": 1.0}]  # fmt: skip
+    for steps, hypotheses in settings:
+        sampling = {"steps": steps, "hypotheses": hypotheses}
+
+        def cached(sampling=sampling) -> None:
+            temporal.encode_frames(clips[:, 2])  # the frame ahead: one new crop per person
+            temporal.predict_from_tokens(tokens, **sampling)
+
+        for name, function in (
+            ("token cache, steady state", cached),
+            ("full clips", lambda sampling=sampling: temporal.predict(clips, **sampling)),
+        ):
+            rate = batch / timed(function)
+            rows.append(
+                {"name": f"temporal diffusion (T=3), {name}", "S": steps, "G": hypotheses,
+                 "person_frames_per_s": rate, "ratio": rate / base_rate}
+            )  # fmt: skip
+    label = "tiny config" if tiny else "ViT-S/16 256x192"
+    return {"model": f"{label}, models alone, {batch} persons per call", "device": "cpu",
+            "threads": torch.get_num_threads(), "rows": rows}  # fmt: skip
+
+
 def format_table(results: dict) -> str:
+    scene = (
+        f", {results['frames']} frames x {results['people']} people of 1280x720, "
+        "detections as boxes"
+        if "frames" in results
+        else ""
+    )
     lines = [
-        f"extraction person-frames/s, {results['model']}, {results['device']}, "
-        f"{results['threads']} threads, {results['frames']} frames x {results['people']} "
-        "people of 1280x720, detections as boxes",
+        f"person-frames/s, {results['model']}, {results['device']}, "
+        f"{results['threads']} threads{scene}",
         "",
         "| model | S | G | person-frames/s | vs baseline |",
         "|-------|--:|--:|----------------:|------------:|",
@@ -239,6 +300,9 @@ def main() -> None:
         "--settings", default="1x1,3x4", help="sampler settings SxG, comma-separated"
     )
     parser.add_argument("--no-full-clips", action="store_true", help="skip the rows without reuse")
+    parser.add_argument(
+        "--model-only", action="store_true", help="also time the models alone (section a's way)"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     settings = tuple(
@@ -255,6 +319,10 @@ def main() -> None:
         full_clips=not args.no_full_clips,
     )
     print(format_table(results))
+    if args.model_only:
+        results["model_only"] = model_only(tiny=args.tiny, settings=settings)
+        print()
+        print(format_table(results["model_only"]))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 
