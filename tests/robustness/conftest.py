@@ -104,6 +104,25 @@ def vidpose(tmp_path_factory) -> Callable[..., Ran]:
     return run
 
 
+@pytest.fixture(scope="session")
+def start_vidpose(tmp_path_factory) -> Callable[..., subprocess.Popen]:
+    """Start ``python -m vidpose ARGS`` in the background (output to files in a scratch
+    folder); the caller waits for or kills it."""
+    cwd = tmp_path_factory.mktemp("cwd_background")
+
+    def start(*args: object) -> subprocess.Popen:
+        words = [str(arg) for arg in args]
+        return subprocess.Popen(
+            [sys.executable, "-m", "vidpose", *words],
+            stdout=open(cwd / "stdout.txt", "w"),  # noqa: SIM115 (closed with the process)
+            stderr=open(cwd / "stderr.txt", "w"),  # noqa: SIM115
+            cwd=cwd,
+            env=subprocess_env(),
+        )
+
+    return start
+
+
 @dataclass
 class World:
     """The shared inputs: ``data`` a synthetic dataset (one 4-frame video per split),

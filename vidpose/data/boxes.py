@@ -152,16 +152,23 @@ def _warn_about_unusable(
     """Warn, with counts, about detections that cannot find anyone: on image ids that are
     no frame of ``videos``, or wholly outside their image."""
     frames = {frame.image_id: frame for video in videos for frame in video.frames}
+    sizes = {video.name: _image_size(video) for video in videos}
     total = sum(len(boxes) for boxes in detections.values())
     elsewhere = sum(len(boxes) for image_id, boxes in detections.items() if image_id not in frames)
     outside = 0
     for image_id, boxes in detections.items():
         frame = frames.get(image_id)
-        if frame is None or frame.width is None or frame.height is None:
+        if frame is None:
+            continue
+        if frame.width is not None and frame.height is not None:
+            width, height = frame.width, frame.height
+        elif sizes[frame.video] is not None:
+            width, height = sizes[frame.video]
+        else:
             continue
         for box in boxes:
             x, y, w, h = box.bbox
-            if x >= frame.width or y >= frame.height or x + w <= 0 or y + h <= 0:
+            if x >= width or y >= height or x + w <= 0 or y + h <= 0:
                 outside += 1
     if elsewhere:
         LOGGER.warning(
@@ -174,6 +181,26 @@ def _warn_about_unusable(
             f"{source}: {outside} of {total} detections lie wholly outside their image "
             f"({usable} usable boxes left); expected x, y, w, h in pixels of the image"
         )
+
+
+def _image_size(video: VideoRecord) -> tuple[int, int] | None:
+    """(width, height) of the video's first frame, read from the image file's header (the
+    dataset root is the folder above the annotation file that holds the image); None
+    when the image is not found."""
+    if video.source is None or not video.frames:
+        return None
+    from PIL import Image
+
+    image_path = video.frames[0].image_path
+    for folder in Path(video.source).parents:
+        candidate = folder / image_path
+        if candidate.is_file():
+            try:
+                with Image.open(candidate) as image:
+                    return image.size
+            except OSError:
+                return None
+    return None
 
 
 def enlarge_box(box: np.ndarray, padding: float = 1.25, aspect: float = 192 / 256) -> np.ndarray:
