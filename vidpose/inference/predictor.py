@@ -27,7 +27,7 @@ Tracking is not done here (see ``vidpose.inference.tracker`` and
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -293,10 +293,15 @@ class VideoPosePredictor:
         """
         if seed is not None:
             self.generator.manual_seed(seed)
+        return self._collect(
+            self._predict(clips[start : start + self.batch_size].to(self.device, non_blocking=True))
+            for start in range(0, len(clips), self.batch_size)
+        )
+
+    def _collect(self, answers: Iterable[HeadPrediction]) -> CropPrediction:
+        """The batches' answers joined on the CPU (uncertainty where every batch has it)."""
         keypoints, scores, uncertainty = [], [], []
-        for start in range(0, len(clips), self.batch_size):
-            batch = clips[start : start + self.batch_size].to(self.device, non_blocking=True)
-            answer = self._predict(batch)
+        for answer in answers:
             keypoints.append(answer.keypoints.float().cpu())
             scores.append(answer.scores.float().cpu())
             if answer.uncertainty is not None:
@@ -361,27 +366,18 @@ class VideoPosePredictor:
         )
         if seed is not None:
             self.generator.manual_seed(seed)
-        keypoints, scores, uncertainty = [], [], []
-        for start in range(0, len(keys), self.batch_size):
-            tokens, mirrored = cache.gather(keys[start : start + self.batch_size])
-            answer = self._answer(
-                len(tokens),
-                lambda sampling, tokens=tokens, mirrored=mirrored: self.model.predict_from_tokens(
-                    tokens, mirrored_tokens=mirrored if self.flip_test else None, **sampling
-                ),
-            )
-            keypoints.append(answer.keypoints.float().cpu())
-            scores.append(answer.scores.float().cpu())
-            if answer.uncertainty is not None:
-                uncertainty.append(answer.uncertainty.float().cpu())
-        joints = self.skeleton.num_joints
-        if not keypoints:
-            return CropPrediction(torch.zeros((0, joints, 2)), torch.zeros((0, joints)), None)
-        return CropPrediction(
-            torch.cat(keypoints),
-            torch.cat(scores),
-            torch.cat(uncertainty) if len(uncertainty) == len(keypoints) else None,
-        )
+
+        def answers() -> Iterator[HeadPrediction]:
+            for start in range(0, len(keys), self.batch_size):
+                tokens, mirrored = cache.gather(keys[start : start + self.batch_size])
+                yield self._answer(
+                    len(tokens),
+                    lambda sampling, t=tokens, m=mirrored: self.model.predict_from_tokens(
+                        t, mirrored_tokens=m if self.flip_test else None, **sampling
+                    ),
+                )
+
+        return self._collect(answers())
 
     def _predict(self, batch: torch.Tensor) -> HeadPrediction:
         # The flip test, when on, is the head's own (heatmap heads average heatmaps,
