@@ -243,3 +243,35 @@ def hypothesis_spread(keypoints: torch.Tensor) -> torch.Tensor | None:
     points = keypoints.float()
     centre = points.mean(dim=1, keepdim=True)
     return ((points - centre) ** 2).sum(-1).mean(dim=1).sqrt()
+
+
+def heatmap_hypotheses_prediction(
+    codec: HeatmapCodec,
+    hypotheses: torch.Tensor,
+    *,
+    coarse: torch.Tensor | None = None,
+    trajectory: list[dict[str, Any]] | None = None,
+) -> HeadPrediction:
+    """The answer of a head that samples G heatmap hypotheses [B, G, K, H, W] (values
+    in [0, 1]): keypoints and scores decoded from their mean, the uncertainty from each
+    decoded on its own (:func:`hypothesis_spread`), the hypotheses (and a coarse
+    branch's heatmaps, when given) in ``extras``."""
+    batch, count, joints = hypotheses.shape[:3]
+    heatmaps = hypotheses.mean(dim=1)
+    keypoints, scores = codec.decode(heatmaps)
+    uncertainty = None
+    if count > 1:
+        # each hypothesis decoded on its own: how far the G answers lie apart
+        own, _ = codec.decode(hypotheses.flatten(0, 1))  # [B*G, K, 2]
+        uncertainty = hypothesis_spread(own.view(batch, count, joints, 2))
+    extras: dict[str, Any] = {"hypothesis_heatmaps": hypotheses}
+    if coarse is not None:
+        extras["coarse_heatmaps"] = coarse
+    return HeadPrediction(
+        keypoints=keypoints,
+        scores=scores,
+        heatmaps=heatmaps,
+        uncertainty=uncertainty,
+        trajectory=trajectory,
+        extras=extras,
+    )

@@ -25,7 +25,7 @@ from vidpose.models.diffusion.schedule import GaussianDiffusion
 from vidpose.models.heads.contract import (
     HeadPrediction,
     Targets,
-    hypothesis_spread,
+    heatmap_hypotheses_prediction,
     merge_flipped_heatmaps,
 )
 from vidpose.models.heads.heatmap import HeatmapConv
@@ -286,28 +286,13 @@ class DiffusionHead(nn.Module):
             draw_noise=lambda: source.normal(per_sample).flatten(0, 1),
         )
         final = records[-1]["heatmaps"].clamp(0, 1).view(batch, *per_sample)
-        heatmaps = final.mean(dim=1)
-        keypoints, scores = self.codec.decode(heatmaps)
-        uncertainty = None
-        if hypotheses > 1:
-            # each hypothesis decoded on its own: how far the G answers lie apart
-            own, _ = self.codec.decode(final.flatten(0, 1))  # [B*G, K, 2]
-            uncertainty = hypothesis_spread(own.view(batch, hypotheses, joints, 2))
-        extras: dict[str, Any] = {"hypothesis_heatmaps": final}
-        if coarse is not None:
-            extras["coarse_heatmaps"] = coarse
         trajectory = None
         if return_trajectory:
             trajectory = [
                 self._trajectory_entry(index, record, batch) for index, record in enumerate(records)
             ]
-        return HeadPrediction(
-            keypoints=keypoints,
-            scores=scores,
-            heatmaps=heatmaps,
-            uncertainty=uncertainty,
-            trajectory=trajectory,
-            extras=extras,
+        return heatmap_hypotheses_prediction(
+            self.codec, final, coarse=coarse, trajectory=trajectory
         )
 
     def merge_flipped(
